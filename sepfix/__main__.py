@@ -1,0 +1,5 @@
+"""`python -m sepfix` runs the CLI."""
+
+from sepfix.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""GraphIndex: the lookups every rule needs, built once per model.
+
+Rules ask the same questions over and over (who produces this tensor, who consumes it, is this
+input a constant and what is its shape or value, how many channels does this tensor have). The
+index answers them for the main graph, every subgraph of If/Loop/Scan, and every model-local
+function, without reading a weight's bytes until a rule asks for its value.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from sepfix.model_io import LoadedModel
+
+# Ops through which a constant stays a constant: sepfix can evaluate them with numpy. Q/DQ is
+# resolved for shapes and values too, but rules must never fold it (explicit quantization).
+FOLDABLE_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
+QUANT_OPS = ("DequantizeLinear", "QuantizeLinear")
+
+# Shape inference runs on the model proto; past this size it would need to serialize gigabytes.
+_SHAPE_INFERENCE_LIMIT = 512 * 1024 * 1024
+
+
+@dataclass
+class Node:
+    """A node with the place it lives: its scope and its position there."""
+
+    node: onnx.NodeProto
+    scope: "Scope"
+    index: int
+
+    @property
+    def op(self) -> str:
+        return self.node.op_type
+
+    @property
+    def label(self) -> str:
+        """The node's name, or `<op_type>#<index>` when the exporter left it unnamed."""
+        return self.node.name or f"{self.node.op_type}#{self.index}"
+
+    def attr(self, name: str, default=None):
+        for attribute in self.node.attribute:
+            if attribute.name == name:
+                return onnx.helper.get_attribute_value(attribute)
+        return default
+
+    def has_attr(self, name: str) -> bool:
+        return any(a.name == name for a in self.node.attribute)
+
+    def input(self, i: int) -> str:
+        """Input i's tensor name, or "" when absent (optional inputs may be skipped)."""
+        return self.node.input[i] if i < len(self.node.input) else ""
+
+
+@dataclass
+class Scope:
+    """One graph body: the main graph, a subgraph attribute, or a model-local function."""
+
+    path: str
+    nodes: list[Node] = field(default_factory=list)
+    initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    producers: dict[str, Node] = field(default_factory=dict)
+    consumers: dict[str, list[Node]] = field(default_factory=lambda: defaultdict(list))
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    parent: "Scope | None" = None
+    is_function: bool = False
+
+    def lookup_initializer(self, name: str) -> onnx.TensorProto | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.initializers:
+                return scope.initializers[name]
+            if name in scope.producers or name in scope.inputs:
+                return None  # shadowed by something computed in this scope
+            scope = scope.parent
+        return None
+
+    def lookup_producer(self, name: str) -> Node | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.producers:
+                return scope.producers[name]
+            if name in scope.initializers or name in scope.inputs:
+                return None
+            scope = scope.parent
+        return None
+
+    def is_graph_input(self, name: str) -> bool:
+        """True when `name` is fed from outside this model (an input of the main graph)."""
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.inputs:
+                return True
+            if name in scope.producers:
+                return False
+            scope = scope.parent
+        return False
+
+    def shape(self, name: str) -> tuple | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.shapes:
+                return scope.shapes[name]
+            scope = scope.parent
+        return None
+
+
+@dataclass
+class WeightSource:
+    """Where a conv's weight (or bias) comes from, as far as the index can tell.
+
+    kind: "initializer" (plain constant), "constant_node", "graph_input_initializer" (an
+    initializer also listed as a graph input: overridable at run time), "folded" (a constant
+    passed through `chain`, foldable ops only), "quantized" (a constant through Q/DQ, possibly
+    with foldable ops), "graph_input" (a true runtime input) or "runtime" (anything else).
+    """
+
+    kind: str
+    chain: list[Node] = field(default_factory=list)
+    root: str = ""
+    shape: tuple | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind in ("initializer", "constant_node", "graph_input_initializer", "folded", "quantized")
+
+
+class GraphIndex:
+    """Producers, consumers, constants and shapes of every graph body in a model."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.scopes: list[Scope] = []
+        self.cache: dict = {}  # derived facts shared between rules (see patterns.all_convs)
+        main = self._add_graph(self.model.graph, "main", parent=None)
+        for function in self.model.functions:
+            self._add_function(function)
+        self._infer_shapes(main)
+
+    # ----------------------------------------------------------------------------- building
+    def _add_graph(self, graph: onnx.GraphProto, path: str, parent: Scope | None) -> Scope:
+        scope = Scope(path=path, parent=parent)
+        scope.initializers = {t.name: t for t in graph.initializer}
+        scope.inputs = [v.name for v in graph.input]
+        scope.outputs = [v.name for v in graph.output]
+        for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+            dims = _dims_of(value)
+            if dims is not None:
+                scope.shapes[value.name] = dims
+        for name, tensor in scope.initializers.items():
+            scope.shapes[name] = tuple(tensor.dims)
+        self.scopes.append(scope)
+        self._add_nodes(scope, graph.node)
+        return scope
+
+    def _add_function(self, function: onnx.FunctionProto) -> None:
+        scope = Scope(path=f"function:{function.domain}.{function.name}", is_function=True)
+        scope.inputs = list(function.input)
+        scope.outputs = list(function.output)
+        self.scopes.append(scope)
+        self._add_nodes(scope, function.node)
+
+    def _add_nodes(self, scope: Scope, nodes) -> None:
+        for i, proto in enumerate(nodes):
+            node = Node(proto, scope, i)
+            scope.nodes.append(node)
+            for name in proto.output:
+                if name:
+                    scope.producers[name] = node
+            for name in proto.input:
+                if name:
+                    scope.consumers[name].append(node)
+            for attribute in proto.attribute:
+                for k, sub in enumerate(_subgraphs_of(attribute)):
+                    suffix = attribute.name if attribute.type == onnx.AttributeProto.GRAPH else f"{attribute.name}[{k}]"
+                    self._add_graph(sub, f"{scope.path}/{node.label}.{suffix}", parent=scope)
+                    # Names the subgraph reads from outer scopes count as consumed by the node.
+                    for outer_name in _free_names(sub):
+                        scope.consumers[outer_name].append(node)
+
+    def _infer_shapes(self, main: Scope) -> None:
+        """Fill shapes from ONNX shape inference; a model it rejects just keeps declared shapes."""
+        if self.model.ByteSize() > _SHAPE_INFERENCE_LIMIT:
+            return
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
+        except Exception:  # noqa: BLE001 - shape inference rejects the invalid models we report on
+            return
+        for value in inferred.graph.value_info:
+            dims = _dims_of(value)
+            if dims is not None:
+                main.shapes.setdefault(value.name, dims)
+
+    # ----------------------------------------------------------------------------- queries
+    def nodes(self, *op_types: str) -> Iterator[Node]:
+        for scope in self.scopes:
+            for node in scope.nodes:
+                if not op_types or node.op in op_types:
+                    yield node
+
+    def consumers(self, scope: Scope, name: str) -> list[Node]:
+        return list(scope.consumers.get(name, ()))
+
+    def producer(self, scope: Scope, name: str) -> Node | None:
+        return scope.lookup_producer(name)
+
+    def sole_consumer(self, scope: Scope, name: str) -> Node | None:
+        """The only node reading `name`, when it is not also a graph output."""
+        users = scope.consumers.get(name, ())
+        if len(users) != 1 or name in scope.outputs:
+            return None
+        return users[0]
+
+    def weight_source(self, scope: Scope, name: str) -> WeightSource:
+        """Trace a conv weight back to where it comes from, without reading its bytes."""
+        chain: list[Node] = []
+        current = name
+        quantized = False
+        for _ in range(16):
+            tensor = scope.lookup_initializer(current)
+            if tensor is not None:
+                if quantized:
+                    kind = "quantized"
+                elif chain:
+                    kind = "folded"
+                elif scope.is_graph_input(current):
+                    kind = "graph_input_initializer"
+                else:
+                    kind = "initializer"
+                return WeightSource(kind, chain[::-1], current, self.constant_shape(scope, name))
+            producer = scope.lookup_producer(current)
+            if producer is None:
+                kind = "graph_input" if scope.is_graph_input(current) and not chain else "runtime"
+                return WeightSource(kind, chain[::-1], current, scope.shape(name))
+            if producer.op == "Constant":
+                if quantized:
+                    kind = "quantized"
+                else:
+                    kind = "folded" if chain else "constant_node"
+                return WeightSource(kind, chain[::-1], current, self.constant_shape(scope, name))
+            if producer.op in FOLDABLE_OPS or producer.op in QUANT_OPS:
+                quantized = quantized or producer.op in QUANT_OPS
+                if not all(self.is_constant(scope, extra) for extra in producer.node.input[1:] if extra):
+                    return WeightSource("runtime", [], current, scope.shape(name))
+                chain.append(producer)
+                current = producer.input(0)
+                continue
+            return WeightSource("runtime", [], current, scope.shape(name))
+        return WeightSource("runtime", [], current, scope.shape(name))
+
+    def is_constant(self, scope: Scope, name: str) -> bool:
+        """True for an initializer or a Constant node's output (no folding)."""
+        if scope.lookup_initializer(name) is not None:
+            return True
+        producer = scope.lookup_producer(name)
+        return producer is not None and producer.op == "Constant"
+
+    def constant_shape(self, scope: Scope, name: str) -> tuple | None:
+        """Shape of a constant-derived tensor, computed from dims alone (no weight bytes read)."""
+        tensor = scope.lookup_initializer(name)
+        if tensor is not None:
+            return tuple(tensor.dims)
+        producer = scope.lookup_producer(name)
+        if producer is None:
+            return scope.shape(name)
+        if producer.op == "Constant":
+            value = _constant_node_value(producer)
+            return None if value is None else tuple(value.shape)
+        source_shape = self.constant_shape(scope, producer.input(0)) if producer.input(0) else None
+        if source_shape is None:
+            return scope.shape(name)
+        if producer.op in ("Identity", "Cast", "DequantizeLinear", "QuantizeLinear"):
+            return source_shape
+        if producer.op == "Transpose":
+            perm = producer.attr("perm") or list(range(len(source_shape)))[::-1]
+            return tuple(source_shape[p] for p in perm)
+        if producer.op == "Reshape":
+            target = self.constant_value(scope, producer.input(1))
+            if target is None:
+                return None
+            return _reshape_shape(source_shape, [int(v) for v in target], producer.attr("allowzero", 0))
+        try:
+            return tuple(self.constant_value(scope, name).shape)
+        except AttributeError:
+            return None
+
+    def constant_value(self, scope: Scope, name: str) -> np.ndarray | None:
+        """The value of a constant-derived tensor, folding the chain with numpy; None if runtime."""
+        tensor = scope.lookup_initializer(name)
+        if tensor is not None:
+            return self.loaded.tensor_array(tensor)
+        producer = scope.lookup_producer(name)
+        if producer is None:
+            return None
+        if producer.op == "Constant":
+            return _constant_node_value(producer)
+        if producer.op not in FOLDABLE_OPS + ("DequantizeLinear",):
+            return None
+        inputs = [self.constant_value(scope, n) if n else None for n in producer.node.input]
+        if inputs[0] is None:
+            return None
+        return _evaluate(producer, inputs)
+
+    def constant_prefix(self, scope: Scope, name: str, count: int) -> np.ndarray | None:
+        """The first `count` elements of a plain initializer (cheap early exits for big weights)."""
+        tensor = scope.lookup_initializer(name)
+        if tensor is not None:
+            return self.loaded.tensor_prefix(tensor, count)
+        value = self.constant_value(scope, name)
+        return None if value is None else value.reshape(-1)[:count]
+
+    def channels(self, scope: Scope, name: str, depth: int = 12) -> int | None:
+        """Channel count (dim 1) of an activation tensor: declared or inferred shape first,
+        then walk back through ops that keep channels to one that sets them."""
+        shape = scope.shape(name)
+        if shape is not None and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] > 0:
+            return shape[1]
+        producer = scope.lookup_producer(name)
+        if producer is None or depth == 0:
+            return None
+        if producer.op in ("Conv", "ConvTranspose"):
+            weight_shape = self.constant_shape(scope, producer.input(1))
+            if not weight_shape or len(weight_shape) < 3:
+                return None
+            if producer.op == "Conv":
+                return int(weight_shape[0])
+            group = producer.attr("group", 1)
+            return int(weight_shape[1]) * group if group and group > 0 else None
+        if producer.op == "BatchNormalization":
+            scale = self.constant_shape(scope, producer.input(1))
+            return int(scale[0]) if scale else None
+        if producer.op in _CHANNEL_PRESERVING:
+            return self.channels(scope, producer.input(0), depth - 1)
+        if producer.op == "Concat" and producer.attr("axis") == 1:
+            parts = [self.channels(scope, n, depth - 1) for n in producer.node.input]
+            return sum(parts) if all(p is not None for p in parts) else None
+        return None
+
+
+_CHANNEL_PRESERVING = (
+    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Gelu", "Tanh",
+    "Elu", "Selu", "Mish", "Softplus", "Identity", "Dropout", "BatchNormalization",
+    "InstanceNormalization", "Add", "Mul", "Sub", "Div", "MaxPool", "AveragePool",
+    "GlobalAveragePool", "GlobalMaxPool", "Pad", "Resize", "Upsample", "QuantizeLinear",
+    "DequantizeLinear", "Cast",
+)
+
+
+def _dims_of(value: onnx.ValueInfoProto) -> tuple | None:
+    if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for d in value.type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+    return tuple(dims)
+
+
+def _subgraphs_of(attribute: onnx.AttributeProto) -> list[onnx.GraphProto]:
+    if attribute.type == onnx.AttributeProto.GRAPH:
+        return [attribute.g]
+    if attribute.type == onnx.AttributeProto.GRAPHS:
+        return list(attribute.graphs)
+    return []
+
+
+def _free_names(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph reads but does not define: they come from enclosing scopes."""
+    defined = {t.name for t in graph.initializer} | {v.name for v in graph.input}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(n for n in node.input if n)
+        defined.update(n for n in node.output if n)
+        for attribute in node.attribute:
+            for sub in _subgraphs_of(attribute):
+                used |= _free_names(sub)
+    used.update(v.name for v in graph.output)
+    return used - defined
+
+
+def _constant_node_value(node: Node) -> np.ndarray | None:
+    for attribute in node.node.attribute:
+        if attribute.name == "value":
+            return numpy_helper.to_array(attribute.t)
+        if attribute.name in ("value_float", "value_int"):
+            return np.array(onnx.helper.get_attribute_value(attribute))
+        if attribute.name in ("value_floats", "value_ints"):
+            return np.array(onnx.helper.get_attribute_value(attribute))
+    return None
+
+
+def _reshape_shape(source: tuple, target: list[int], allowzero: int) -> tuple | None:
+    if any(not isinstance(d, int) for d in source):
+        return None
+    out = [source[i] if (t == 0 and not allowzero and i < len(source)) else t for i, t in enumerate(target)]
+    if out.count(-1) == 1:
+        known = int(np.prod([d for d in out if d != -1]))
+        total = int(np.prod(source))
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    return tuple(out)
+
+
+def _evaluate(node: Node, inputs: list[np.ndarray | None]) -> np.ndarray | None:
+    """numpy semantics of the foldable ops (and DequantizeLinear, for values only)."""
+    x = inputs[0]
+    op = node.op
+    if op in ("Identity",):
+        return x
+    if op == "Cast":
+        to = node.attr("to")
+        return x.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+    if op == "Transpose":
+        perm = node.attr("perm")
+        return np.transpose(x, perm)
+    if op == "Reshape":
+        shape = _reshape_shape(x.shape, [int(v) for v in inputs[1]], node.attr("allowzero", 0))
+        return None if shape is None else x.reshape(shape)
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = node.attr("axes")
+        if axes is None and len(inputs) > 1 and inputs[1] is not None:
+            axes = [int(a) for a in inputs[1]]
+        if op == "Squeeze":
+            return np.squeeze(x, axis=tuple(axes)) if axes else np.squeeze(x)
+        out = x
+        rank = x.ndim + len(axes)
+        for axis in sorted(a % rank for a in axes):
+            out = np.expand_dims(out, axis)
+        return out
+    if op == "Flatten":
+        axis = node.attr("axis", 1) % max(x.ndim, 1)
+        return x.reshape(int(np.prod(x.shape[:axis])), -1)
+    if op == "DequantizeLinear":
+        scale = inputs[1]
+        zero = inputs[2] if len(inputs) > 2 and inputs[2] is not None else np.zeros_like(scale, dtype=x.dtype)
+        axis = node.attr("axis", 1)
+        if scale.ndim == 1 and scale.size > 1:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+            zero = zero.reshape(shape)
+        return ((x.astype(np.int32) - zero.astype(np.int32)) * scale).astype(scale.dtype)
+    return None

@@ -1,0 +1,237 @@
+"""What a depthwise, pointwise, grouped and dense convolution is, and where DW→PW blocks stand.
+
+Classification uses the weight's shape and the group attribute as written (never the weight's
+values), so it is cheap enough to run on every conv of a multi-GB model. Rules that need the
+values (a dense kernel that is secretly block-diagonal) read them themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterator
+
+from sepfix.graph import GraphIndex, Node, Scope, WeightSource
+
+
+class ConvKind(str, Enum):
+    DEPTHWISE = "depthwise"
+    POINTWISE = "pointwise"
+    GROUPED = "grouped"
+    DENSE = "dense"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class ConvInfo:
+    """One Conv or ConvTranspose with the facts rules reason about.
+
+    `group` is the attribute as written (None when absent, which ONNX reads as 1); `c_in` is
+    the input's channel count when the index can tell; `weight_shape` is the constant weight's
+    shape (None for a weight computed at run time from non-constants).
+    """
+
+    node: Node
+    weight: WeightSource
+    group: int | None
+    c_in: int | None
+    kind: ConvKind
+
+    @property
+    def transposed(self) -> bool:
+        return self.node.op == "ConvTranspose"
+
+    @property
+    def weight_shape(self) -> tuple | None:
+        shape = self.weight.shape
+        return tuple(shape) if shape is not None and all(isinstance(d, int) for d in shape) else None
+
+    @property
+    def effective_group(self) -> int:
+        return 1 if self.group is None else self.group
+
+    @property
+    def kernel(self) -> tuple | None:
+        return None if self.weight_shape is None else self.weight_shape[2:]
+
+    @property
+    def c_out(self) -> int | None:
+        shape = self.weight_shape
+        if shape is None:
+            return None
+        if self.transposed:
+            return shape[1] * self.effective_group if self.effective_group > 0 else None
+        return shape[0]
+
+
+def conv_info(index: GraphIndex, node: Node) -> ConvInfo:
+    weight = index.weight_source(node.scope, node.input(1))
+    group = node.attr("group") if node.has_attr("group") else None
+    c_in = index.channels(node.scope, node.input(0))
+    info = ConvInfo(node, weight, group, c_in, ConvKind.UNKNOWN)
+    info.kind = classify(info)
+    return info
+
+
+def classify(info: ConvInfo) -> ConvKind:
+    shape = info.weight_shape
+    if shape is None or len(shape) < 3:
+        return ConvKind.UNKNOWN
+    group = info.effective_group
+    if group <= 0:
+        return ConvKind.UNKNOWN
+    kernel = shape[2:]
+    if info.transposed:
+        c_in = shape[0]
+        per_group_in = c_in // group if c_in % group == 0 else None
+    else:
+        per_group_in = shape[1]
+        c_in = per_group_in * group
+    if info.c_in is not None and info.c_in != c_in:
+        return ConvKind.UNKNOWN  # the group does not fit the input: SEP002's business
+    if group > 1 and per_group_in == 1:
+        return ConvKind.DEPTHWISE
+    if group > 1:
+        return ConvKind.GROUPED
+    if all(k == 1 for k in kernel):
+        return ConvKind.POINTWISE
+    return ConvKind.DENSE
+
+
+def iter_convs(index: GraphIndex) -> Iterator[ConvInfo]:
+    for node in index.nodes("Conv", "ConvTranspose"):
+        yield conv_info(index, node)
+
+
+def all_convs(index: GraphIndex) -> list[ConvInfo]:
+    """Every conv of the model, classified once and shared by all rules."""
+    if "convs" not in index.cache:
+        index.cache["convs"] = list(iter_convs(index))
+    return index.cache["convs"]
+
+
+# Ops a depthwise output may pass through on its way to the pointwise conv of the same block.
+_BLOCK_PASSTHROUGH = (
+    "BatchNormalization", "Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "PRelu",
+    "Gelu", "Sigmoid", "Tanh", "Elu", "Selu", "Mish", "Softplus", "Identity", "Dropout",
+)
+# Gates: x * f(x) (swish, hard-swish, squeeze-excitation). The side branch starts from x.
+_GATE_OPS = ("Mul",)
+
+
+@dataclass
+class SeparableBlock:
+    """A depthwise conv and the pointwise conv it feeds, with what stands between them."""
+
+    scope: str
+    depthwise: str
+    pointwise: str
+    between: tuple[str, ...]
+    between_ops: tuple[str, ...]
+    channels: int
+    depth_multiplier: int
+    kernel: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "graph": self.scope,
+            "depthwise": self.depthwise,
+            "pointwise": self.pointwise,
+            "between": list(self.between),
+            "between_ops": list(self.between_ops),
+            "channels": self.channels,
+            "depth_multiplier": self.depth_multiplier,
+            "kernel": list(self.kernel),
+        }
+
+
+def find_blocks(index: GraphIndex, convs: list[ConvInfo] | None = None) -> list[SeparableBlock]:
+    """Every depthwise conv (k > 1) whose output reaches a pointwise conv through BN, bias
+    Add, activations and gates only."""
+    convs = all_convs(index) if convs is None else convs
+    by_node = {id(c.node.node): c for c in convs}
+    blocks = []
+    for info in convs:
+        if info.kind is not ConvKind.DEPTHWISE or info.transposed or max(info.kernel, default=1) <= 1:
+            continue
+        path = _walk_to_pointwise(index, info.node, by_node)
+        if path is None:
+            continue
+        between, pointwise = path
+        shape = info.weight_shape
+        channels = info.effective_group
+        blocks.append(
+            SeparableBlock(
+                scope=info.node.scope.path,
+                depthwise=info.node.label,
+                pointwise=pointwise.label,
+                between=tuple(n.label for n in between),
+                between_ops=tuple(n.op for n in between),
+                channels=channels,
+                depth_multiplier=shape[0] // channels,
+                kernel=tuple(shape[2:]),
+            )
+        )
+    return blocks
+
+
+def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[list[Node], Node] | None:
+    scope: Scope = start.scope
+    tensor = start.node.output[0]
+    between: list[Node] = []
+    for _ in range(12):
+        users = index.consumers(scope, tensor)
+        if tensor in scope.outputs or not users:
+            return None
+        if len(users) == 1:
+            user = users[0]
+            info = by_node.get(id(user.node))
+            if info is not None and user.input(0) == tensor:
+                return (between, user) if info.kind is ConvKind.POINTWISE and not info.transposed else None
+            if user.op in _BLOCK_PASSTHROUGH or _is_bias_add(index, user, tensor):
+                between.append(user)
+                tensor = user.node.output[0]
+                continue
+            return None
+        gate = _gate_of(index, users, tensor)
+        if gate is None:
+            return None
+        between.extend(n for n in users if n is not gate)
+        between.append(gate)
+        tensor = gate.node.output[0]
+    return None
+
+
+def _is_bias_add(index: GraphIndex, node: Node, tensor: str) -> bool:
+    if node.op not in ("Add", "Sub"):
+        return False
+    other = [n for n in node.node.input if n != tensor]
+    return len(other) == 1 and index.is_constant(node.scope, other[0])
+
+
+def _gate_of(index: GraphIndex, users: list[Node], tensor: str) -> Node | None:
+    """The Mul of x * f(x) when every other reader of x feeds that Mul's other input."""
+    gates = [u for u in users if u.op in _GATE_OPS and tensor in u.node.input]
+    if len(gates) != 1:
+        return None
+    gate = gates[0]
+    others = [u for u in users if u is not gate]
+    for side in others:
+        if not _reaches(index, side, gate, limit=8):
+            return None
+    return gate
+
+
+def _reaches(index: GraphIndex, node: Node, target: Node, limit: int) -> bool:
+    frontier = [node]
+    for _ in range(limit):
+        following = []
+        for current in frontier:
+            if current is target:
+                return True
+            for name in current.node.output:
+                following.extend(index.consumers(current.scope, name))
+        if not following:
+            return False
+        frontier = following
+    return any(n is target for n in frontier)

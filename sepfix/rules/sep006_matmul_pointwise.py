@@ -1,0 +1,95 @@
+"""## What it does
+Finds `Transpose(channels last) -> MatMul(constant (C_in, C_out)) -> [Add(bias)] ->
+Transpose(channels first)`: a pointwise 1x1 convolution written as a matrix product on an
+NHWC view of an NCHW tensor.
+
+## Why is this bad
+TensorRT sees two layout shuffles and a generic matrix multiply instead of a 1x1 convolution:
+no conv+bias+activation fusion, no residual-add fusion, two extra memory round trips per block.
+TF/Keras and JAX converters produce it for Dense layers applied to feature maps.
+
+## Example
+`Transpose(x, perm=[0,2,3,1]) -> MatMul(W (32, 64)) -> Add(b) -> Transpose(perm=[0,3,1,2])`.
+
+## Use instead
+`Conv(x, W.T[:, :, None, None], b)` with `group=1`, kernel 1x1.
+
+## Fix safety
+Validated: the same dot products, but a conv kernel may sum them in another order; the
+validator compares the outputs before anything is written.
+
+## Known problems
+A MatMul on a channels-last tensor that is not transposed straight back (ConvNeXt's Linear
+layers after a LayerNorm) is not a 1x1 conv in the original network and is left alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sepfix.graph import GraphIndex, Node
+from sepfix.rules._common import make_finding
+
+CODE = "SEP006"
+NAME = "matmul-pointwise"
+SUMMARY = "Transpose -> MatMul -> (Add) -> Transpose standing for a 1x1 conv"
+FIX_SAFETY = "validated"
+SOURCES = ["Keras/TF Dense on feature maps through tf2onnx", "JAX/Flax Dense exported channels-last"]
+
+
+def channels_last_perm(rank: int) -> list[int]:
+    return [0] + list(range(2, rank)) + [1]
+
+
+def channels_first_perm(rank: int) -> list[int]:
+    return [0, rank - 1] + list(range(1, rank - 1))
+
+
+def detect(index: GraphIndex):
+    for first in index.nodes("Transpose"):
+        match = match_matmul_pointwise(index, first)
+        if match is None:
+            continue
+        matmul, add, last, weight_shape = match
+        nodes = [matmul] + ([add] if add else []) + [last]
+        yield make_finding(
+            CODE, NAME, matmul,
+            f"Transpose -> MatMul{' -> Add' if add else ''} -> Transpose with weight "
+            f"({weight_shape[0]}, {weight_shape[1]}) is a 1x1 conv {weight_shape[0]} -> "
+            f"{weight_shape[1]} channels",
+            fixable=True,
+            nodes=[first] + nodes,
+            details={"c_in": weight_shape[0], "c_out": weight_shape[1], "has_bias": add is not None,
+                     "transposes": [first.label, last.label]},
+        )
+
+
+def match_matmul_pointwise(index: GraphIndex, first: Node):
+    """(matmul, add or None, last transpose, (C_in, C_out)) or None."""
+    scope = first.scope
+    perm = first.attr("perm")
+    if perm is None or len(perm) < 3 or list(perm) != channels_last_perm(len(perm)):
+        return None
+    rank = len(perm)
+    matmul = index.sole_consumer(scope, first.node.output[0])
+    if matmul is None or matmul.op != "MatMul" or matmul.input(0) != first.node.output[0]:
+        return None
+    weight_shape = index.constant_shape(scope, matmul.input(1))
+    if weight_shape is None or len(weight_shape) != 2 or not index.is_constant(scope, matmul.input(1)):
+        return None
+    following = index.sole_consumer(scope, matmul.node.output[0])
+    add = None
+    if following is not None and following.op == "Add":
+        other = [n for n in following.node.input if n != matmul.node.output[0]]
+        bias_shape = index.constant_shape(scope, other[0]) if len(other) == 1 else None
+        if bias_shape is None or not index.is_constant(scope, other[0]):
+            return None
+        if int(np.prod(bias_shape)) != weight_shape[1] or (bias_shape and bias_shape[-1] != weight_shape[1]):
+            return None
+        add = following
+        following = index.sole_consumer(scope, add.node.output[0])
+    if following is None or following.op != "Transpose":
+        return None
+    if list(following.attr("perm") or []) != channels_first_perm(rank):
+        return None
+    return matmul, add, following, tuple(int(d) for d in weight_shape)

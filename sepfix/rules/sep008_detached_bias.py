@@ -1,0 +1,77 @@
+"""## What it does
+Finds a depthwise or pointwise conv whose bias is applied by a separate `Add` of a constant
+shaped `(1, C, 1, 1)` (or `(C, 1, 1)`), instead of the conv's own bias input.
+
+## Why is this bad
+TensorRT fuses a conv with its bias and activation into one kernel; a separate Add is an extra
+element-wise layer (often fused back only in some precisions), and it stands between the conv
+and the BatchNormalization or activation that should fuse into it. Exporters that split
+`Conv + BiasAdd` (TF) and graph rewriters that hoist biases produce this.
+
+## Example
+`Conv(x, W) -> Add(b_1c11)`.
+
+## Use instead
+`Conv(x, W, b)` with `b = b_1c11.reshape(C)` (added to an existing bias, when there is one).
+
+## Fix safety
+Validated: the same additions, but the runtime may add the bias inside the accumulator rather
+than after it, which can move the last bits; the validator compares the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sepfix.graph import GraphIndex
+from sepfix.patterns import ConvKind, all_convs
+from sepfix.rules._common import fmt_shape, make_finding
+
+CODE = "SEP008"
+NAME = "detached-bias"
+SUMMARY = "conv bias applied by a separate Add of a (1,C,1,1) constant"
+FIX_SAFETY = "validated"
+SOURCES = ["TF Conv + BiasAdd exported as two nodes (tf2onnx, onnx-tensorflow)"]
+
+
+def detect(index: GraphIndex):
+    for info in all_convs(index):
+        if info.kind not in (ConvKind.DEPTHWISE, ConvKind.POINTWISE) or info.c_out is None:
+            continue
+        match = match_detached_bias(index, info)
+        if match is None:
+            continue
+        add, bias_name, bias_shape = match
+        yield make_finding(
+            CODE, NAME, info.node,
+            f"{info.kind.value} conv's bias is a separate Add of a {fmt_shape(bias_shape)} constant "
+            f"({add.label}); fold it into the conv's bias",
+            fixable=True,
+            nodes=[add],
+            details={"add": add.label, "bias": bias_name, "bias_shape": list(bias_shape),
+                     "conv_has_bias": bool(info.node.input(2))},
+        )
+
+
+def match_detached_bias(index: GraphIndex, info):
+    """(add node, constant name, its shape) or None."""
+    scope = info.node.scope
+    output = info.node.node.output[0]
+    add = index.sole_consumer(scope, output)
+    if add is None or add.op != "Add":
+        return None
+    others = [n for n in add.node.input if n != output]
+    if len(others) != 1 or not index.is_constant(scope, others[0]):
+        return None
+    if scope.is_graph_input(others[0]):
+        return None
+    shape = index.constant_shape(scope, others[0])
+    rank = len(info.weight_shape)
+    if shape is None or len(shape) > rank or len(shape) < rank - 1:
+        return None
+    channel_axis = 1 - (rank - len(shape))
+    if shape[channel_axis] != info.c_out or int(np.prod(shape)) != info.c_out:
+        return None
+    if info.node.input(2) and not index.is_constant(scope, info.node.input(2)):
+        return None
+    return add, others[0], tuple(shape)

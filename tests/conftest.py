@@ -1,0 +1,33 @@
+"""Shared test helpers: run models with onnxruntime, export small torch modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+
+def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Outputs of `model` on onnxruntime's CPU provider (seeded random inputs by default)."""
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    if feeds is None:
+        rng = np.random.default_rng(seed)
+        feeds = {}
+        for value in session.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in value.shape]
+            feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
+    return session.run(None, feeds)
+
+
+def assert_same_outputs(a: onnx.ModelProto, b: onnx.ModelProto, rtol=1e-4, atol=1e-5, seed=0) -> None:
+    for left, right in zip(run_model(a, seed=seed), run_model(b, seed=seed)):
+        np.testing.assert_allclose(left, right, rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def codes():
+    """Set of finding codes for a model or path."""
+    import sepfix
+
+    return lambda model, **kw: sorted({f.code for f in sepfix.check(model, **kw)})
