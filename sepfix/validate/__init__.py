@@ -1,0 +1,1 @@
+"""Validation of repairs: numeric comparison, execution providers, and what TensorRT built."""

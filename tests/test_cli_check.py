@@ -1,0 +1,142 @@
+"""`sepfix check`, `rules`, `explain`: exit codes, the four formats, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import onnx
+import pytest
+
+from sepfix.cli import main
+from sepfix.testing import builders, mangle
+from tests.sarif_schema import sarif_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_models"
+
+
+@pytest.fixture
+def models(tmp_path):
+    clean = tmp_path / "clean.onnx"
+    onnx.save(builders.mobilenet_like(), clean)
+    dense = tmp_path / "dense.onnx"
+    onnx.save(mangle.dense_depthwise(builders.mobilenet_like()), dense)
+    return clean, dense
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_exit_codes(models, capsys, tmp_path):
+    clean, dense = models
+    assert run(["check", str(clean)], capsys)[0] == 0
+    code, out, _ = run(["check", str(clean), str(dense)], capsys)
+    assert code == 1
+    assert "SEP001" in out and "dense-depthwise" in out and out.strip().splitlines()[-1].startswith("FAILED")
+    missing = tmp_path / "nope.onnx"
+    code, out, err = run(["check", str(dense), str(missing)], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "nope.onnx" in err and "Traceback" not in err
+
+
+def test_json_format(models, capsys):
+    clean, dense = models
+    code, out, _ = run(["check", "--format", "json", str(clean), str(dense)], capsys)
+    document = json.loads(out)
+    assert code == 1 and document["exit_code"] == 1
+    first, second = document["models"]
+    assert first["findings"] == [] and first["path"] == str(clean)
+    assert len(second["findings"]) == 3
+    for finding in second["findings"]:
+        assert {"code", "name", "node", "message", "fixable", "graph", "location"} <= set(finding)
+    assert document["summary"]["findings"] == 3 and document["summary"]["blocks"] == 3
+
+
+def test_sarif_is_valid_sarif_2_1_0(models, capsys, tmp_path):
+    clean, dense = models
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    code, out, _ = run(["check", "--format", "sarif", str(clean), str(dense), str(broken)], capsys)
+    document = json.loads(out)
+    jsonschema.validate(document, sarif_schema())
+    run_ = document["runs"][0]
+    assert code == 2
+    assert {r["ruleId"] for r in run_["results"]} == {"SEP001"}
+    assert [rule["id"] for rule in run_["tool"]["driver"]["rules"]][:2] == ["SEP001", "SEP002"]
+    assert run_["invocations"][0]["toolExecutionNotifications"][0]["level"] == "error"
+
+
+def test_github_annotations(models, capsys):
+    _, dense = models
+    code, out, _ = run(["check", "--format", "github", str(dense)], capsys)
+    lines = out.strip().splitlines()
+    assert code == 1 and len(lines) == 3
+    assert all(line.startswith("::warning file=") and "title=SEP001 dense-depthwise::" in line for line in lines)
+
+
+def test_select_ignore_and_unknown_code(models, capsys):
+    _, dense = models
+    assert run(["check", "--ignore", "SEP001", str(dense)], capsys)[0] == 0
+    assert run(["check", "--select", "SEP002,SEP003", str(dense)], capsys)[0] == 0
+    code, _, err = run(["check", "--select", "SEP999", str(dense)], capsys)
+    assert code == 2 and "SEP999" in err
+
+
+def test_advice_never_changes_exit_code(tmp_path, capsys):
+    odd = tmp_path / "odd.onnx"
+    onnx.save(builders.separable_block(c_in=6, c_out=10), odd)
+    code, out, _ = run(["check", "--advice", str(odd)], capsys)
+    assert code == 0 and "ADV001" in out
+
+
+def test_output_file(models, tmp_path, capsys):
+    _, dense = models
+    report = tmp_path / "report.sarif"
+    code, out, _ = run(["check", "--format", "sarif", "-o", str(report), str(dense)], capsys)
+    assert code == 1 and out == ""
+    assert json.loads(report.read_text())["version"] == "2.1.0"
+
+
+def test_rules_and_explain(capsys):
+    code, out, _ = run(["rules"], capsys)
+    assert code == 0 and all(f"SEP00{i}" in out for i in range(1, 10))
+    code, out, _ = run(["explain", "SEP001"], capsys)
+    assert code == 0 and "## Why is this bad" in out and "## Fix safety" in out
+    code, out, _ = run(["explain", "inflated-kernel"], capsys)
+    assert code == 0 and "SEP009" in out
+    code, _, err = run(["explain", "SEP777"], capsys)
+    assert code == 2 and "SEP777" in err
+
+
+def test_bad_option_is_usage_error(capsys):
+    code, _, err = run(["check", "--format", "xml", "x.onnx"], capsys)
+    assert code == 2 and "xml" in err
+
+
+def test_console_script_and_module_entry(models):
+    clean, dense = models
+    for command in (["sepfix"], [sys.executable, "-m", "sepfix"]):
+        done = subprocess.run(command + ["check", str(dense)], capture_output=True, text=True)
+        assert done.returncode == 1 and "SEP001" in done.stdout
+
+
+def test_samples_reported_with_the_right_code(capsys):
+    """Every mangled sample is reported with its rule's code; clean and negatives are silent."""
+    samples = sorted(SAMPLES.glob("*.onnx"))
+    assert len(samples) >= 18
+    code, out, _ = run(["check", "--format", "json", *map(str, samples)], capsys)
+    assert code == 1
+    for model in json.loads(out)["models"]:
+        name = Path(model["path"]).name
+        codes = {f["code"] for f in model["findings"]}
+        if name.startswith("sep0"):
+            assert codes == {name[:6].upper()}, name
+        else:
+            assert codes == set(), name
