@@ -72,6 +72,9 @@ class Scope:
     shapes: dict[str, tuple] = field(default_factory=dict)
     parent: "Scope | None" = None
     is_function: bool = False
+    # How to reach this body from the model: () for the main graph, then one
+    # (node index, attribute name, position) step per nesting level, or ("function", domain, name).
+    address: tuple = ()
 
     def lookup_initializer(self, name: str) -> onnx.TensorProto | None:
         scope: Scope | None = self
@@ -141,14 +144,14 @@ class GraphIndex:
         self.model = loaded.model
         self.scopes: list[Scope] = []
         self.cache: dict = {}  # derived facts shared between rules (see patterns.all_convs)
-        main = self._add_graph(self.model.graph, "main", parent=None)
+        main = self._add_graph(self.model.graph, "main", parent=None, address=())
         for function in self.model.functions:
             self._add_function(function)
         self._infer_shapes(main)
 
     # ----------------------------------------------------------------------------- building
-    def _add_graph(self, graph: onnx.GraphProto, path: str, parent: Scope | None) -> Scope:
-        scope = Scope(path=path, parent=parent)
+    def _add_graph(self, graph: onnx.GraphProto, path: str, parent: Scope | None, address: tuple) -> Scope:
+        scope = Scope(path=path, parent=parent, address=address)
         scope.initializers = {t.name: t for t in graph.initializer}
         scope.inputs = [v.name for v in graph.input]
         scope.outputs = [v.name for v in graph.output]
@@ -163,7 +166,8 @@ class GraphIndex:
         return scope
 
     def _add_function(self, function: onnx.FunctionProto) -> None:
-        scope = Scope(path=f"function:{function.domain}.{function.name}", is_function=True)
+        scope = Scope(path=f"function:{function.domain}.{function.name}", is_function=True,
+                      address=(("function", function.domain, function.name),))
         scope.inputs = list(function.input)
         scope.outputs = list(function.output)
         self.scopes.append(scope)
@@ -182,7 +186,8 @@ class GraphIndex:
             for attribute in proto.attribute:
                 for k, sub in enumerate(_subgraphs_of(attribute)):
                     suffix = attribute.name if attribute.type == onnx.AttributeProto.GRAPH else f"{attribute.name}[{k}]"
-                    self._add_graph(sub, f"{scope.path}/{node.label}.{suffix}", parent=scope)
+                    self._add_graph(sub, f"{scope.path}/{node.label}.{suffix}", parent=scope,
+                                    address=scope.address + ((i, attribute.name, k),))
                     # Names the subgraph reads from outer scopes count as consumed by the node.
                     for outer_name in _free_names(sub):
                         scope.consumers[outer_name].append(node)

@@ -26,7 +26,7 @@ def make_finding(
         fixable=fixable,
         graph=node.scope.path,
         nodes=[n.label for n in spanned],
-        details={"node_index": node.index, **(details or {})},
+        details={"node_index": node.index, "graph_address": list(node.scope.address), **(details or {})},
         severity=severity,
     )
 

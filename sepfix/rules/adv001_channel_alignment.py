@@ -46,3 +46,4 @@ def detect(index: GraphIndex):
                 details=counts,
                 severity="note",
             )
+

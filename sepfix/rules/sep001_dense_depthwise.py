@@ -132,3 +132,15 @@ def slim_weight(weight: np.ndarray, channels: int, multiplier: int, transposed: 
         return np.stack([blocks[c, c] for c in range(channels)])
     outputs = np.arange(channels * multiplier)
     return weight[outputs, outputs // multiplier][:, None]  # (C*M, 1, k...)
+
+
+def fix(ctx, node) -> str:
+    """group=C and the slim weight; the dense constant is left for cleanup (or other users)."""
+    details = ctx.finding.details
+    channels, multiplier = details["group_expected"], details["depth_multiplier"]
+    dense = ctx.value(node.inputs[1])
+    slim = slim_weight(dense, channels, multiplier, node.op == "ConvTranspose")
+    node.inputs[1] = ctx.constant(f"{node.name}_depthwise_weight", slim)
+    node.attrs["group"] = channels
+    ctx.touch(node)
+    return f"group 1 -> {channels}; weight {fmt_shape(dense.shape)} -> {fmt_shape(slim.shape)}"

@@ -98,3 +98,11 @@ def detect(index: GraphIndex):
                      "weight_shape": list(shape)},
             severity="error",
         )
+
+
+def fix(ctx, node) -> str:
+    expected = ctx.finding.details["group_expected"]
+    before = node.attrs.get("group", "missing")
+    node.attrs["group"] = expected
+    ctx.touch(node)
+    return f"group {before} -> {expected}"

@@ -72,3 +72,11 @@ def detect(index: GraphIndex):
             fixable=True,
             details={"kernel_shape_found": None, "kernel_shape_expected": kernel},
         )
+
+
+def fix(ctx, node) -> str:
+    expected = ctx.finding.details["kernel_shape_expected"]
+    before = node.attrs.get("kernel_shape", "missing")
+    node.attrs["kernel_shape"] = list(expected)
+    ctx.touch(node)
+    return f"kernel_shape {list(before) if before != 'missing' else before} -> {list(expected)}"

@@ -66,7 +66,8 @@ def detect(index: GraphIndex):
                     details={"input": slot, "role": role, "root": source.root,
                              "chain": [n.op for n in source.chain]},
                 )
-            elif source.kind == "graph_input_initializer":
+            elif source.kind == "graph_input_initializer" and index.model.ir_version >= 4:
+                # Before IR 4 every initializer had to be listed as an input: not a mangle there.
                 yield make_finding(
                     CODE, NAME, node,
                     f"the {role} {name!r} is an initializer also listed as a graph input, so it can "
@@ -74,3 +75,20 @@ def detect(index: GraphIndex):
                     fixable=True,
                     details={"input": slot, "role": role, "root": name, "chain": []},
                 )
+
+
+def fix(ctx, node) -> str:
+    """Replace the computed input by its folded value; an input-listed initializer is unlisted."""
+    details = ctx.finding.details
+    slot, role = details["input"], details["role"]
+    tensor = node.inputs[slot]
+    if not details["chain"]:
+        ctx.graph.inputs = [t for t in ctx.graph.inputs if t.name != tensor.name]
+        ctx.removed_inputs.add(tensor.name)
+        ctx.touch(node)
+        return f"{role} {tensor.name!r} removed from the graph inputs (a constant initializer now)"
+    value = ctx.value(tensor)
+    node.inputs[slot] = ctx.constant(f"{node.name}_{role}", value)
+    ctx.touch(node)
+    chain = " -> ".join(details["chain"])
+    return f"{role} folded: {details['root']} -> {chain} became one constant {tuple(value.shape)}"

@@ -97,3 +97,25 @@ def match_split_convs(index: GraphIndex, split: Node):
 def _axis(split: Node) -> int:
     axis = split.attr("axis", 0)
     return axis + 4 if axis < 0 else axis
+
+
+def fix(ctx, split) -> str:
+    """One depthwise conv from the pieces' weights and biases, writing the Concat's output."""
+    import numpy as np
+
+    convs = [piece.outputs[0] for piece in split.outputs]
+    concat = convs[0].outputs[0].outputs[0]
+    weights = [ctx.value(conv.inputs[1]) for conv in convs]
+    weight = np.concatenate(weights, axis=0)
+    biases = [ctx.value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else
+              np.zeros(w.shape[0], dtype=w.dtype) for conv, w in zip(convs, weights)]
+    attrs = {k: v for k, v in convs[0].attrs.items() if k != "group"}
+    attrs["group"] = len(convs)
+    output = concat.outputs[0]
+    concat.outputs = []
+    base = f"{split.name}_depthwise" if split.name else "depthwise"
+    ctx.node("Conv", base,
+             inputs=[split.inputs[0], ctx.constant(f"{base}_weight", weight),
+                     ctx.constant(f"{base}_bias", np.concatenate(biases))],
+             outputs=[output], attrs=attrs)
+    return f"Split + {len(convs)} convs + Concat -> one Conv group={len(convs)}, weight {tuple(weight.shape)}"

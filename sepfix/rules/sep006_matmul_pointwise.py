@@ -93,3 +93,26 @@ def match_matmul_pointwise(index: GraphIndex, first: Node):
     if list(following.attr("perm") or []) != channels_first_perm(rank):
         return None
     return matmul, add, following, tuple(int(d) for d in weight_shape)
+
+
+def fix(ctx, matmul) -> str:
+    """Conv(x, W^T as (C_out, C_in, 1, ...), b) writing the closing Transpose's output."""
+    first = matmul.inputs[0].inputs[0]
+    rank = len(first.attrs["perm"])
+    following = matmul.outputs[0].outputs[0]
+    bias = None
+    if following.op == "Add":
+        constant = next(t for t in following.inputs if t is not matmul.outputs[0])
+        bias = ctx.value(constant).reshape(-1)
+        following = following.outputs[0].outputs[0]
+    matrix = ctx.value(matmul.inputs[1])
+    weight = matrix.T.reshape(matrix.shape[1], matrix.shape[0], *([1] * (rank - 2)))
+    output = following.outputs[0]
+    following.outputs = []
+    base = matmul.name or "pointwise"
+    inputs = [first.inputs[0], ctx.constant(f"{base}_weight", weight)]
+    if bias is not None:
+        inputs.append(ctx.constant(f"{base}_bias", bias.astype(weight.dtype)))
+    ctx.node("Conv", f"{base}_conv", inputs=inputs, outputs=[output],
+             attrs={"kernel_shape": [1] * (rank - 2), "group": 1})
+    return f"Transpose -> MatMul{' -> Add' if bias is not None else ''} -> Transpose -> 1x1 Conv {matrix.shape[0]} -> {matrix.shape[1]}"

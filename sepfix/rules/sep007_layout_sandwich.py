@@ -84,3 +84,52 @@ def _touches_conv(index: GraphIndex, first: Node, last: Node) -> bool:
     if producer is not None and producer.op in _CONVS:
         return True
     return any(n.op in _CONVS for n in index.consumers(last.scope, last.node.output[0]))
+
+
+def fix(ctx, first) -> str:
+    """Bypass both transposes: the element-wise ops between now read and write NCHW."""
+    import onnx_graphsurgeon as gs
+
+    source = first.inputs[0]
+    middle = []
+    current = first.outputs[0].outputs[0]
+    while current.op != "Transpose":
+        middle.append(current)
+        current = current.outputs[0].outputs[0]
+    last = current
+    if middle:
+        middle[0].inputs[0] = source
+        for node in middle:
+            node.outputs[0].shape = None  # it was NHWC
+        result = middle[-1].outputs[0]
+    else:
+        result = source
+    target = last.outputs[0]
+    graph_outputs = [t.name for t in ctx.graph.outputs]
+    if target.name in graph_outputs:
+        # The graph output keeps its name: an Identity carries the result to it.
+        last.outputs = []
+        ctx.node("Identity", f"{first.name}_cancelled", inputs=[result], outputs=[target])
+    else:
+        for consumer in list(target.outputs):
+            _replace_input(consumer, target, result)
+            _replace_in_subgraphs(consumer, target, result, gs)
+        last.outputs = []
+    return f"cancelled Transpose pair {first.name} / {last.name}" + (f" around {', '.join(n.op for n in middle)}" if middle else "")
+
+
+def _replace_input(node, old, new) -> None:
+    for i, tensor in enumerate(node.inputs):
+        if tensor is old:
+            node.inputs[i] = new
+
+
+def _replace_in_subgraphs(node, old, new, gs) -> None:
+    """Subgraph nodes may read the tensor from the enclosing scope."""
+    for value in node.attrs.values():
+        graphs = value if isinstance(value, list) else [value]
+        for graph in graphs:
+            if isinstance(graph, gs.Graph):
+                for inner in graph.nodes:
+                    _replace_input(inner, old, new)
+                    _replace_in_subgraphs(inner, old, new, gs)

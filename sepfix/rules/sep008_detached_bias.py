@@ -75,3 +75,26 @@ def match_detached_bias(index: GraphIndex, info):
     if info.node.input(2) and not index.is_constant(scope, info.node.input(2)):
         return None
     return add, others[0], tuple(shape)
+
+
+def fix(ctx, conv) -> str:
+    """Add the (1,C,1,1) constant into the conv's bias; the conv writes the Add's output."""
+    add = conv.outputs[0].outputs[0]
+    constant = next(t for t in add.inputs if t is not conv.outputs[0])
+    extra = ctx.value(constant).reshape(-1)
+    weight_dtype = ctx.value(conv.inputs[1]).dtype
+    if len(conv.inputs) > 2 and conv.inputs[2].name:
+        bias = ctx.value(conv.inputs[2]).reshape(-1) + extra
+    else:
+        bias = extra
+    bias = bias.astype(weight_dtype)
+    new_bias = ctx.constant(f"{conv.name}_bias", bias)
+    if len(conv.inputs) > 2:
+        conv.inputs[2] = new_bias
+    else:
+        conv.inputs.append(new_bias)
+    output = add.outputs[0]
+    add.outputs = []
+    conv.outputs = [output]
+    ctx.touch(conv)
+    return f"Add {add.name} folded into the conv's bias ({bias.shape[0]} channels)"

@@ -84,3 +84,19 @@ def shrunk_pads(node, kernel, tap) -> list[int] | None:
     if any(p < 0 for p in begin + end):
         return None
     return begin + end
+
+
+def fix(ctx, conv) -> str:
+    """Keep only the non-zero tap; pads and kernel_shape follow."""
+    weight = ctx.value(conv.inputs[1])
+    tap = ctx.finding.details["tap"]
+    index = (slice(None), slice(None)) + tuple(slice(t, t + 1) for t in tap)
+    slim = weight[index]
+    rank = len(tap)
+    conv.inputs[1] = ctx.constant(f"{conv.name}_pointwise_weight", slim)
+    conv.attrs["kernel_shape"] = [1] * rank
+    conv.attrs["pads"] = [0] * (2 * rank)
+    conv.attrs.pop("auto_pad", None)
+    conv.attrs.pop("dilations", None)
+    ctx.touch(conv)
+    return f"kernel {fmt_shape(weight.shape)} -> {fmt_shape(slim.shape)}, pads -> 0"
