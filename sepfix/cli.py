@@ -48,27 +48,115 @@ def cli() -> None:
 @click.option("--ignore", multiple=True, help="Skip these rule codes or prefixes (comma-separated).")
 @click.option("--advice", is_flag=True, help="Also show advice (never changes the exit code).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
-def check(models, fmt, select, ignore, advice, output) -> int:
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Check this many files at once, in worker processes (the report keeps the argument order).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Never show the progress bar (shown on a terminal for several files).")
+def check(models, fmt, select, ignore, advice, output, jobs, quiet) -> int:
     """Report mangled depthwise-separable blocks in MODELS.
 
     Exit 0 when nothing is found, 1 when something is, 2 when a model cannot be read.
     """
+    import types
+    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
+
     from sepfix.checker import CheckResult, check_path
     from sepfix.report import exit_code, render
     from sepfix.rules import select_rules
 
     rules = select_rules(_split_codes(select), _split_codes(ignore), advice)
-    results = []
-    for path in models:
+    workers = min(jobs, len(models))
+    # A progress bar only where a person watches it: it would be noise in logs, pipes and CI.
+    progress = None
+    if len(models) > 1 and not quiet and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("sepfix check"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+
+    def outcome(path: str, run) -> CheckResult:
         try:
-            results.append(check_path(path, rules))
+            return run()
         except SepfixError as error:
-            results.append(CheckResult(path=path, error=str(error)))
-            if fmt == "text":
-                click.echo(f"sepfix: error: {error}", err=True)
+            return CheckResult(path=path, error=str(error))
+
+    if workers <= 1:
+        results = []
+        with progress or nullcontext():
+            task = progress.add_task("", total=len(models)) if progress else None
+            for path in models:
+                results.append(outcome(path, lambda: check_path(path, rules)))
+                if progress:
+                    progress.advance(task)
+    else:
+        # Rule modules cannot be pickled; their detect functions (module-level) can.
+        portable = [types.SimpleNamespace(CODE=r.CODE, NAME=r.NAME, detect=r.detect) for r in rules]
+        executor = ProcessPoolExecutor(max_workers=workers)
+        try:
+            # Submit (and so start the workers) before the progress bar starts its thread.
+            futures = [executor.submit(check_path, path, portable) for path in models]
+            with progress or nullcontext():
+                if progress:
+                    task = progress.add_task("", total=len(models))
+                    for future in futures:
+                        future.add_done_callback(lambda _, t=task: progress.advance(t))
+                results = [outcome(path, future.result) for path, future in zip(models, futures)]
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    if fmt == "text":
+        for result in results:
+            if result.error:
+                click.echo(f"sepfix: error: {result.error}", err=True)
     text = render(results, fmt, color=fmt == "text" and output is None and sys.stdout.isatty())
     _emit(text, output)
     return exit_code(results)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", type=click.Path(path_type=str), help="Write the repaired model here.")
+@click.option("--in-place", is_flag=True, help="Replace MODEL, atomically, only after validation passed.")
+@click.option("--backup", is_flag=True, help="With --in-place: keep the original as MODEL.bak.")
+@click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated).")
+@click.option("--ignore", multiple=True, help="Skip these rule codes or prefixes (comma-separated).")
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("--rtol", type=float, default=None, help="Relative tolerance of the proof (default 1e-4).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance of the proof (default 1e-5).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,..",
+              help="Shape for an input with dynamic dimensions (repeatable).")
+@click.option("--inputs", type=click.Path(dir_okay=False, path_type=str), help="An .npz of inputs to validate on too.")
+@click.option("--no-validate", is_flag=True, help="Skip the numerical proof (not recommended).")
+def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
+           no_validate) -> int:
+    """Rewrite every fixable finding in MODEL, prove it unchanged, write it safely.
+
+    Exit 0 when the output was written (a faithful copy when nothing needed fixing), 1 when
+    validation refused the result (nothing is written), 2 on error.
+    """
+    import json
+
+    from sepfix.repair import RepairOptions, repair_file
+
+    shapes = None
+    if input_shapes:
+        from sepfix.validate.numeric import parse_input_shapes
+
+        shapes = parse_input_shapes(list(input_shapes))
+    if backup and not in_place:
+        raise SepfixError("--backup only goes with --in-place")
+    options = RepairOptions(
+        select=_split_codes(select), ignore=_split_codes(ignore), validate=not no_validate,
+        rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs,
+    )
+    report = repair_file(model, output=output, in_place=in_place, backup=backup, dry_run=dry_run, options=options)
+    click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.to_text())
+    return report.exit_code
 
 
 @cli.command()

@@ -105,11 +105,17 @@ def fix(ctx, first) -> str:
     else:
         result = source
     target = last.outputs[0]
-    graph_outputs = [t.name for t in ctx.graph.outputs]
+    graph_outputs = {t.name for t in ctx.graph.outputs}
     if target.name in graph_outputs:
-        # The graph output keeps its name: an Identity carries the result to it.
+        # The graph output keeps its name: the node computing the result writes it directly.
         last.outputs = []
-        ctx.node("Identity", f"{first.name}_cancelled", inputs=[result], outputs=[target])
+        producer = result.inputs[0] if result.inputs else None
+        if producer is not None and result.name not in graph_outputs:
+            for consumer in list(result.outputs):
+                _replace_input(consumer, result, target)
+            producer.outputs[producer.outputs.index(result)] = target
+        else:
+            ctx.node("Identity", f"{first.name}_cancelled", inputs=[result], outputs=[target])
     else:
         for consumer in list(target.outputs):
             _replace_input(consumer, target, result)

@@ -1,0 +1,310 @@
+"""`sepfix repair`: detect, rewrite, re-check, prove, and only then write.
+
+The two promises: the repaired model computes the same thing (onnxruntime compares it with the
+original, or with an independent numpy reference when the original is invalid), and the user's
+file is never damaged (a temporary file beside the output, fsync, atomic rename; the input is
+replaced only with --in-place, and only after validation passed). External weights go to a new
+data file with a name no other file has, so no existing data file is ever appended to or
+overwritten (onnx issue 6655), and a crash at any point leaves the old model and its data intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from sepfix import model_io
+from sepfix.atomic import atomic_path
+from sepfix.checker import run_rules
+from sepfix.errors import SepfixError
+from sepfix.findings import Finding
+from sepfix.graph import GraphIndex
+from sepfix.rewrite import AppliedFix, rewrite
+from sepfix.rules import select_rules
+
+_PROTOBUF_LIMIT = 2**31 - 1
+_EXTERNAL_THRESHOLD = 1024
+
+
+@dataclass
+class RepairOptions:
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    validate: bool = True
+    rtol: float | None = None
+    atol: float | None = None
+    input_shapes: dict[str, list[int]] | None = None
+    inputs: str | None = None  # an .npz of user inputs
+    seed: int = 0
+
+
+@dataclass
+class RepairReport:
+    """What a repair did, for the text/JSON report and the exit code."""
+
+    input: str
+    output: str | None = None
+    fixes: list[AppliedFix] = field(default_factory=list)
+    remaining: list[Finding] = field(default_factory=list)
+    validation: object | None = None  # sepfix.validate.numeric.Validation
+    written: bool = False
+    dry_run: bool = False
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.fixes)
+
+    @property
+    def exit_code(self) -> int:
+        if self.validation is not None and not self.validation.passed:
+            return 1
+        return 0
+
+    def to_dict(self) -> dict:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "written": self.written,
+            "dry_run": self.dry_run,
+            "changed": self.changed,
+            "fixes": [f.to_dict() for f in self.fixes],
+            "remaining": [f.to_dict() for f in self.remaining],
+            "validation": self.validation.to_dict() if self.validation is not None else None,
+            "message": self.message,
+            "seconds": round(self.seconds, 4),
+            "exit_code": self.exit_code,
+        }
+
+    def to_text(self) -> str:
+        lines = [f"{self.input}: {f.code} {f.name} at {f.node if f.graph == 'main' else f.graph + '/' + f.node}: "
+                 f"{f.description}" for f in self.fixes]
+        for f in self.remaining:
+            lines.append(f"{self.input}: {f.location}: {f.code} {f.name} not repaired: {f.message}")
+        if self.validation is not None:
+            lines.append(_validation_text(self.validation))
+        verdict = "FAILED" if self.exit_code else "PASSED"
+        where = "would write" if self.dry_run else ("wrote" if self.written else "wrote nothing")
+        target = f" {self.output}" if self.output and (self.written or self.dry_run) else ""
+        count = len(self.fixes)
+        lines.append(f"{verdict}: {count} fix{'es' if count != 1 else ''}, {where}{target}"
+                     f"{'; ' + self.message if self.message else ''} ({self.seconds:.2f} s)")
+        return "\n".join(lines)
+
+
+def _validation_text(validation) -> str:
+    worst = max(validation.outputs, key=lambda o: o.max_abs, default=None)
+    figures = ""
+    if worst is not None:
+        figures = (f"; worst output {worst.name}: max abs {worst.max_abs:.3g}, max rel {worst.max_rel:.3g}, "
+                   f"passes at rtol {worst.required_rtol:.3g} / atol {worst.required_atol:.3g}")
+    state = "passed" if validation.passed else "FAILED"
+    return (f"validation {state} ({validation.proof} on {validation.provider}, {validation.input_sets} input sets, "
+            f"rtol {validation.rtol:g}, atol {validation.atol:g}){figures}"
+            f"{'; ' + validation.message if validation.message else ''}")
+
+
+def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
+    """Rewrite in memory; returns (model, fixes applied, findings left after re-checking)."""
+    rules = select_rules(options.select, options.ignore)
+    repaired, fixes = rewrite(model, rules)
+    remaining = run_rules(GraphIndex(model_io.from_proto(repaired)), rules) if fixes else (
+        run_rules(GraphIndex(model_io.from_proto(model)), rules))
+    return repaired, fixes, remaining
+
+
+def _validate(original, candidate, options: RepairOptions):
+    from sepfix.validate import numeric
+
+    user_inputs = numeric.load_npz_inputs(options.inputs) if options.inputs else None
+    return numeric.compare_models(
+        original, candidate,
+        rtol=numeric.DEFAULT_RTOL if options.rtol is None else options.rtol,
+        atol=numeric.DEFAULT_ATOL if options.atol is None else options.atol,
+        shapes=options.input_shapes, seed=options.seed, user_inputs=user_inputs,
+    )
+
+
+def repair(model, options: RepairOptions | None = None, **kwargs) -> tuple[onnx.ModelProto, RepairReport]:
+    """Python API: repair a path or ModelProto in memory and validate it; writes nothing.
+
+    Returns the repaired model (the same object when nothing needed fixing) and the report;
+    `report.validation.passed` says whether the proof held.
+    """
+    options = options or RepairOptions(**kwargs)
+    start = time.perf_counter()
+    if isinstance(model, onnx.ModelProto):
+        name, original = "<model>", model
+    else:
+        name, original = str(model), model_io.load_full(model).model
+    repaired, fixes, remaining = repair_proto(original, options)
+    report = RepairReport(input=name, fixes=fixes, remaining=remaining)
+    if fixes and options.validate:
+        report.validation = _validate(original, repaired, options)
+    report.seconds = time.perf_counter() - start
+    return repaired, report
+
+
+def repair_file(
+    path: str,
+    output: str | None = None,
+    in_place: bool = False,
+    backup: bool = False,
+    dry_run: bool = False,
+    options: RepairOptions | None = None,
+) -> RepairReport:
+    """The CLI's repair: everything `repair` does, then the safe write."""
+    options = options or RepairOptions()
+    start = time.perf_counter()
+    source = Path(path)
+    target = _target(source, output, in_place, dry_run)
+    loaded = model_io.load_full(path)
+    original = loaded.model
+    external = _has_external_data(original)
+    repaired, fixes, remaining = repair_proto(original, options)
+    report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
+                          remaining=remaining, dry_run=dry_run)
+    if not fixes:
+        report.message = "nothing to repair"
+        if not dry_run and target is not None and not in_place:
+            _write_unchanged(source, original, target, external)
+            report.written = True
+        elif in_place:
+            report.message += "; input left as it was"
+        report.seconds = time.perf_counter() - start
+        return report
+    if dry_run:
+        if options.validate:
+            report.validation = _validate_via_files(source, original, repaired, Path(tempfile.mkdtemp()), options,
+                                                   external, cleanup_folder=True)
+        report.seconds = time.perf_counter() - start
+        return report
+    report.validation, report.written = _write_validated(source, original, repaired, target, external, options,
+                                                         backup and in_place)
+    if not report.written:
+        report.message = "validation refused the repair: nothing written"
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _target(source: Path, output: str | None, in_place: bool, dry_run: bool) -> Path | None:
+    if in_place and output:
+        raise SepfixError("give either -o OUT or --in-place, not both")
+    if in_place:
+        return source
+    if output is None:
+        if dry_run:
+            return None
+        raise SepfixError("repair needs -o OUT (or --in-place to replace the input after validation)")
+    target = Path(output)
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise SepfixError(f"-o {output} is the input file: use --in-place to replace it")
+    if target.is_dir():
+        raise SepfixError(f"-o {output} is a directory")
+    if not (target.parent if str(target.parent) else Path(".")).is_dir():
+        raise SepfixError(f"cannot write {output}: folder {target.parent} does not exist")
+    return target
+
+
+def _has_external_data(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def _write_unchanged(source: Path, original: onnx.ModelProto, target: Path, external: bool) -> None:
+    """A faithful copy: the same bytes, or for external data the same model with fresh data."""
+    if not external:
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
+        return
+    with atomic_path(target) as temporary:
+        _save(original, temporary, target, external=True)
+
+
+def _fresh_data_name(target: Path) -> str:
+    """A data-file name nobody uses yet: never append to or overwrite an existing one."""
+    name = f"{target.name}.data"
+    if not (target.parent / name).exists():
+        return name
+    return f"{target.name}.{uuid.uuid4().hex[:8]}.data"
+
+
+def _save(model: onnx.ModelProto, temporary: Path, target: Path, external: bool) -> Path | None:
+    """Serialize to `temporary`; external weights go to a fresh file beside `target`.
+    Returns the data file written, if any."""
+    model = _copy(model)
+    if not external and model.ByteSize() < _PROTOBUF_LIMIT:
+        temporary.write_bytes(model.SerializeToString())
+        return None
+    data_name = _fresh_data_name(target)
+    onnx.external_data_helper.convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location=data_name, size_threshold=_EXTERNAL_THRESHOLD)
+    # onnx writes the data next to the model file it saves: that is `target`'s folder.
+    onnx.save_model(model, str(temporary))
+    data = target.parent / data_name
+    with open(data, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return data
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _write_validated(source, original, repaired, target: Path, external: bool, options, backup: bool):
+    """Write to a temporary file beside `target`, validate that file, then move it into place."""
+    validation = None
+    data_file = None
+    try:
+        with atomic_path(target) as temporary:
+            data_file = _save(repaired, temporary, target, external)
+            if options.validate:
+                validation = _validate(source if external else original,
+                                       temporary if (external or data_file) else repaired, options)
+                if not validation.passed:
+                    raise _Refused()
+            if backup:
+                _backup(source)
+    except _Refused:
+        if data_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                data_file.unlink()
+        return validation, False
+    except BaseException:
+        if data_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                data_file.unlink()
+        raise
+    return validation, True
+
+
+def _validate_via_files(source, original, repaired, folder: Path, options, external: bool, cleanup_folder: bool):
+    try:
+        if not external:
+            return _validate(original, repaired, options)
+        temporary = folder / "repaired.onnx"
+        _save(repaired, temporary, temporary, external=True)
+        return _validate(source, temporary, options)
+    finally:
+        if cleanup_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _backup(source: Path) -> None:
+    backup = source.with_name(source.name + ".bak")
+    with atomic_path(backup) as temporary:
+        shutil.copyfile(source, temporary)
+
+
+class _Refused(Exception):
+    """Validation failed: unwind the temporary write without touching the target."""
