@@ -31,6 +31,7 @@ def atomic_path(destination: str | os.PathLike, suffix: str = "") -> Iterator[Pa
     temporary = Path(temporary)
     try:
         yield temporary
+        os.chmod(temporary, _mode_for(destination))
         _fsync_file(temporary)
         os.replace(temporary, destination)
         _fsync_folder(folder)
@@ -54,6 +55,16 @@ def write_with(destination: str | os.PathLike, writer: Callable[[Path], None]) -
     """Let `writer` fill a temporary path, then move it into place atomically."""
     with atomic_path(destination) as temporary:
         writer(temporary)
+
+
+def _mode_for(destination: Path) -> int:
+    """The replaced file's permissions, or what a plain open() would give (mkstemp makes 0600)."""
+    try:
+        return destination.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_file(path: Path) -> None:

@@ -140,3 +140,64 @@ def test_samples_reported_with_the_right_code(capsys):
             assert codes == {name[:6].upper()}, name
         else:
             assert codes == set(), name
+
+
+def _without_timings(document: dict) -> dict:
+    for model in document["models"]:
+        model.pop("seconds")
+    return document
+
+
+def test_jobs_give_the_same_report_in_argument_order(capsys, tmp_path):
+    """-j N only changes how fast the report comes, never what it says or its order."""
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    paths = [*map(str, sorted(SAMPLES.glob("*.onnx"), reverse=True)), str(broken)]
+    code1, out1, err1 = run(["check", "--format", "json", "-j", "1", *paths], capsys)
+    code2, out2, err2 = run(["check", "--format", "json", "--jobs", "2", *paths], capsys)
+    assert code1 == code2 == 2 and err1 == err2
+    one, two = _without_timings(json.loads(out1)), _without_timings(json.loads(out2))
+    assert one == two and [m["path"] for m in two["models"]] == paths
+    code, _, err = run(["check", "-j", "0", paths[0]], capsys)
+    assert code == 2 and "-j" in err
+
+
+def test_no_progress_bar_unless_stderr_is_a_terminal():
+    samples = [str(p) for p in sorted(SAMPLES.glob("*.onnx"))]
+    for jobs in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "sepfix", "check", "-j", jobs, *samples], capture_output=True, text=True
+        )
+        assert done.returncode == 1 and done.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_on_a_terminal_and_quiet_hides_it():
+    import os
+
+    samples = [str(p) for p in sorted(SAMPLES.glob("*.onnx"))]
+
+    def stderr_on_a_tty(*options: str) -> tuple[bytes, str]:
+        master, slave = os.openpty()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "sepfix", "check", *options, *samples],
+                stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "TERM": "xterm"},
+            )
+        finally:
+            os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child side is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        return seen, done.stdout.decode()
+
+    shown, out = stderr_on_a_tty()
+    assert f"/{len(samples)}".encode() in shown and "FAILED" in out and "\x1b" not in out
+    assert stderr_on_a_tty("-q")[0] == b""

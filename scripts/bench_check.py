@@ -1,0 +1,125 @@
+"""Benchmark `sepfix check` against `onnx.load` on a generated ~500 MB model.
+
+    python scripts/bench_check.py [--size-mb 500] [--repeat 3] [--workdir DIR]
+
+Builds a MobileNet-like stack (depthwise 3x3 + pointwise 1x1 blocks, two of them mangled to
+dense block-diagonal depthwise convs so the check must read some weights), saves it once with
+inline weights and once with external data, then times, in fresh processes:
+  - `sepfix check MODEL` (inline)         vs `python -c "import onnx; onnx.load(MODEL)"`
+  - `sepfix check MODEL` (external data)  vs the same full load (weights read from the data file)
+and prints wall time (median of --repeat runs) and peak RSS (from wait4) with the ratios.
+Targets: inline <= 1.1x time and memory; external data <= 0.2x time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def build_model(size_mb: int, channels: int = 1024, seed: int = 0) -> onnx.ModelProto:
+    """Blocks of DW (C,1,3,3) + PW (C,C,1,1) until the weights reach `size_mb`."""
+    rng = np.random.default_rng(seed)
+    block_bytes = 4 * (channels * 9 + channels * channels + 2 * channels)
+    blocks = max(2, size_mb * 1024 * 1024 // block_bytes)
+    nodes, inits = [], []
+    x = "input"
+    for b in range(blocks):
+        dense = b in (0, blocks // 2)  # mangled: depthwise stored dense and block-diagonal
+        if dense:
+            w = np.zeros((channels, channels, 3, 3), np.float32)
+            idx = np.arange(channels)
+            w[idx, idx] = rng.standard_normal((channels, 3, 3)).astype(np.float32)
+            group = 1
+        else:
+            w = rng.standard_normal((channels, 1, 3, 3)).astype(np.float32)
+            group = channels
+        inits += [numpy_helper.from_array(w, f"dw{b}.w"),
+                  numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), f"dw{b}.b")]
+        nodes.append(helper.make_node("Conv", [x, f"dw{b}.w", f"dw{b}.b"], [f"dw{b}"], name=f"dw{b}",
+                                      group=group, kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"dw{b}"], [f"act{b}"], name=f"act{b}"))
+        pw = (rng.standard_normal((channels, channels, 1, 1)) / np.sqrt(channels)).astype(np.float32)
+        inits += [numpy_helper.from_array(pw, f"pw{b}.w"),
+                  numpy_helper.from_array(np.zeros(channels, np.float32), f"pw{b}.b")]
+        nodes.append(helper.make_node("Conv", [f"act{b}", f"pw{b}.w", f"pw{b}.b"], [f"pw{b}"], name=f"pw{b}",
+                                      kernel_shape=[1, 1]))
+        x = f"pw{b}"
+    graph = helper.make_graph(
+        nodes, "bench", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, 8, 8])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, channels, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def measure(command: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one fresh process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} exited {code}")
+    return seconds, usage.ru_maxrss * 1024
+
+
+def median_of(command: list[str], repeat: int) -> tuple[float, int]:
+    runs = [measure(command) for _ in range(repeat)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def drop_page_cache_hint(path: Path) -> None:
+    """Read the files once so every command starts from a warm page cache (fair to both)."""
+    for file in path.parent.iterdir():
+        with open(file, "rb") as handle:
+            while handle.read(64 * 1024 * 1024):
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sepfix-bench-"))
+    inline_dir, external_dir = work / "inline", work / "external"
+    inline_dir.mkdir(parents=True, exist_ok=True)
+    external_dir.mkdir(parents=True, exist_ok=True)
+    inline, external = inline_dir / "model.onnx", external_dir / "model.onnx"
+    model = build_model(args.size_mb)
+    onnx.save(model, inline)
+    onnx.save(model, external, save_as_external_data=True, location="model.onnx.data", size_threshold=1024)
+    del model
+    sepfix = [sys.executable, "-m", "sepfix", "check"]
+    python = sys.executable
+    rows = []
+    for label, path in (("inline", inline), ("external data", external)):
+        drop_page_cache_hint(path)
+        check = median_of(sepfix + [str(path)], args.repeat)
+        load = median_of([python, "-c", f"import onnx; onnx.load({str(path)!r})"], args.repeat)
+        rows.append((label, path, check, load))
+    size = inline.stat().st_size / 2**20
+    print(f"model: {size:.0f} MB of weights, {args.repeat} runs each (median time, peak RSS)")
+    print(f"{'model':<14} {'sepfix check':>22} {'onnx.load':>22} {'time ratio':>11} {'memory ratio':>13}")
+    for label, _, (ct, cm), (lt, lm) in rows:
+        print(f"{label:<14} {ct:>8.2f} s {cm / 2**20:>8.0f} MB {lt:>8.2f} s {lm / 2**20:>8.0f} MB "
+              f"{ct / lt:>10.2f}x {cm / lm:>12.2f}x")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
