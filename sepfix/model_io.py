@@ -402,10 +402,22 @@ def _external_entries(tensor: TensorProto, name: str) -> tuple[str, int | None, 
     return location, numbers[0], numbers[1]
 
 
-def _resolve_external(tensor: TensorProto, base_dir: Path | None, name: str) -> _External:
+def _resolve_external(tensor: TensorProto, base_dir: Path | None, name: str,
+                      files: dict[str, tuple[Path, int]] | None = None) -> _External:
     """Check a real external-data reference without reading it: inside the model's folder,
-    present, and long enough."""
+    present, and long enough. `files` caches each location's path and size: models keep
+    thousands of tensors in one data file."""
     location, offset, length = _external_entries(tensor, name)
+    if files is not None and location in files:
+        target, size = files[location]
+        return _External(target, *_checked_span(offset, length, size, location, tensor, name))
+    target, size = _locate(tensor, location, base_dir, name)
+    if files is not None:
+        files[location] = (target, size)
+    return _External(target, *_checked_span(offset, length, size, location, tensor, name))
+
+
+def _locate(tensor: TensorProto, location: str, base_dir: Path | None, name: str) -> tuple[Path, int]:
     if not location:
         raise _error(name, f"tensor {tensor.name!r} is external data without a location")
     if "\x00" in location:
@@ -432,22 +444,27 @@ def _resolve_external(tensor: TensorProto, base_dir: Path | None, name: str) -> 
         raise _error(name, f"cannot access external data file {location!r} ({exc.strerror or exc})") from None
     if not target.is_file():
         raise _error(name, f"external data file {location!r} is not a regular file")
+    return target, st.st_size
+
+
+def _checked_span(offset: int | None, length: int | None, size: int, location: str, tensor: TensorProto,
+                  name: str) -> tuple[int, int]:
     offset = offset or 0
     if length is None:
-        if st.st_size < offset:
+        if size < offset:
             raise _error(
                 name,
                 f"external data file {location!r} is too short: tensor {tensor.name!r} starts at "
-                f"byte {offset} but the file has {st.st_size} bytes",
+                f"byte {offset} but the file has {size} bytes",
             )
-        length = st.st_size - offset
-    elif st.st_size < offset + length:
+        length = size - offset
+    elif size < offset + length:
         raise _error(
             name,
             f"external data file {location!r} is too short: tensor {tensor.name!r} needs bytes "
-            f"{offset}..{offset + length} but the file has {st.st_size} bytes",
+            f"{offset}..{offset + length} but the file has {size} bytes",
         )
-    return _External(target, offset, length)
+    return offset, length
 
 
 def _graph_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
@@ -494,9 +511,10 @@ def _is_model_file_ref(tensor: TensorProto) -> bool:
 
 
 def _validate_external(model: onnx.ModelProto, base_dir: Path | None, name: str) -> None:
+    files: dict[str, tuple[Path, int]] = {}
     for tensor in _all_tensors(model):
         if tensor.data_location == TensorProto.EXTERNAL and not _is_model_file_ref(tensor):
-            _resolve_external(tensor, base_dir, name)
+            _resolve_external(tensor, base_dir, name, files)
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,11 +34,14 @@ class AppliedFix:
     node: str
     graph: str
     description: str
-    created: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # nodes the fix added
+    changed: list[str] = field(default_factory=list)  # existing nodes it rewrote
+    replaced: list[str] = field(default_factory=list)  # the finding's nodes in the model before
 
     def to_dict(self) -> dict:
         return {"code": self.code, "name": self.name, "node": self.node, "graph": self.graph,
-                "description": self.description, "created": self.created}
+                "description": self.description, "created": self.created, "changed": self.changed,
+                "replaced": self.replaced}
 
 
 class FixContext:
@@ -159,7 +162,7 @@ def fix_pass(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.Mode
         description = by_code[finding.code].fix(context, node)
         busy |= spanned
         applied.append(AppliedFix(finding.code, finding.name, finding.node, finding.graph, description,
-                                  context.created))
+                                  context.created, context.touched, list(finding.nodes)))
         tags.update({name: f"{finding.code} {finding.name}" for name in context.created + context.touched})
         removed_inputs |= context.removed_inputs
     for graph in [root] + list(root.functions):

@@ -92,15 +92,16 @@ class OutputComparison:
 
     ``required_atol`` is the smallest atol that passes with the rtol given, ``required_rtol``
     the smallest rtol that passes with the atol given (inf when an exact zero in the original
-    is missed by more than atol). None (in JSON: null) for outputs that could not be compared.
+    is missed by more than atol). Outputs that could not be compared (missing, other shape)
+    have inf everywhere and say why in ``note``; `to_dict` writes non-finite values as null.
     """
 
     name: str
     shape: list[int] | None
-    max_abs: float | None
-    max_rel: float | None
-    required_rtol: float | None
-    required_atol: float | None
+    max_abs: float
+    max_rel: float
+    required_rtol: float
+    required_atol: float
     passed: bool
     note: str = ""
 
@@ -465,7 +466,7 @@ def _compare_outputs(
                                    f"dtype {a.dtype} in the candidate, {b.dtype} in the original"))
             stats.merge(compare_arrays(a, b, rtol, atol))
         if missing:
-            results.append(OutputComparison(name, shape, None, None, None, None, False,
+            results.append(OutputComparison(name, shape, math.inf, math.inf, math.inf, math.inf, False,
                                             "the candidate has no output of this name"))
             continue
         results.append(OutputComparison(
