@@ -194,10 +194,11 @@ class GraphIndex:
 
     def _infer_shapes(self, main: Scope) -> None:
         """Fill shapes from ONNX shape inference; a model it rejects just keeps declared shapes."""
-        if self.model.ByteSize() > _SHAPE_INFERENCE_LIMIT:
+        skeleton = _structure_only(self.model)
+        if skeleton.ByteSize() > _SHAPE_INFERENCE_LIMIT:
             return
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
+            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
         except Exception:  # noqa: BLE001 - shape inference rejects the invalid models we report on
             return
         for value in inferred.graph.value_info:
@@ -358,6 +359,32 @@ _CHANNEL_PRESERVING = (
     "GlobalAveragePool", "GlobalMaxPool", "Pad", "Resize", "Upsample", "QuantizeLinear",
     "DequantizeLinear", "Cast",
 )
+
+
+_SMALL_TENSOR = 4096  # bytes: small constants (Reshape targets ...) stay, shape inference reads them
+
+
+def _structure_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its large weights' bytes: shape inference serializes whatever it gets,
+    and it needs only dims and types of weights."""
+    skeleton = onnx.ModelProto(ir_version=model.ir_version)
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    graph = skeleton.graph
+    source = model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    for tensor in source.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.raw_data) <= _SMALL_TENSOR:
+            graph.initializer.append(tensor)
+        else:
+            stub = graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            stub.external_data.add(key="location", value="sepfix-shape-inference-stub")
+    return skeleton
 
 
 def _dims_of(value: onnx.ValueInfoProto) -> tuple | None:

@@ -719,3 +719,14 @@ def from_proto(model: onnx.ModelProto, base_dir: Path | None = None) -> LoadedMo
     if base is not None:
         _validate_external(model, base, name)
     return LoadedModel(model, None, 0, base, name)
+
+
+def fits_in_protobuf(model: onnx.ModelProto) -> bool:
+    """Whether the model can be serialized as one protobuf (< 2 GB).
+
+    Estimated from the weights' bytes plus a generous margin for the graph: exact ByteSize()
+    walks every tensor and costs as much as serializing.
+    """
+    weights = sum(len(t.raw_data) + 4 * len(t.float_data) + 8 * len(t.int64_data) + 4 * len(t.int32_data)
+                  + 8 * len(t.double_data) for t in model.graph.initializer)
+    return weights + 256 * 1024 * 1024 < 2**31 - 1

@@ -30,7 +30,6 @@ from sepfix.graph import GraphIndex
 from sepfix.rewrite import AppliedFix, rewrite
 from sepfix.rules import select_rules
 
-_PROTOBUF_LIMIT = 2**31 - 1
 _EXTERNAL_THRESHOLD = 1024
 
 
@@ -59,6 +58,11 @@ class RepairReport:
     dry_run: bool = False
     message: str = ""
     seconds: float = 0.0
+    # For `--report` (sepfix.html_report): the models before and after, and the options used.
+    # Not part of to_dict.
+    original_model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
+    repaired_model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
+    options: RepairOptions | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -147,7 +151,8 @@ def repair(model, options: RepairOptions | None = None, **kwargs) -> tuple[onnx.
     else:
         name, original = str(model), model_io.load_full(model).model
     repaired, fixes, remaining = repair_proto(original, options)
-    report = RepairReport(input=name, fixes=fixes, remaining=remaining)
+    report = RepairReport(input=name, fixes=fixes, remaining=remaining,
+                          original_model=original, repaired_model=repaired, options=options)
     if fixes and options.validate:
         report.validation = _validate(original, repaired, options)
     report.seconds = time.perf_counter() - start
@@ -172,7 +177,8 @@ def repair_file(
     external = _has_external_data(original)
     repaired, fixes, remaining = repair_proto(original, options)
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
-                          remaining=remaining, dry_run=dry_run)
+                          remaining=remaining, dry_run=dry_run,
+                          original_model=original, repaired_model=repaired, options=options)
     if not fixes:
         report.message = "nothing to repair"
         if not dry_run and target is not None and not in_place:
@@ -241,7 +247,7 @@ def _save(model: onnx.ModelProto, temporary: Path, target: Path, external: bool)
     """Serialize to `temporary`; external weights go to a fresh file beside `target`.
     Returns the data file written, if any."""
     model = _copy(model)
-    if not external and model.ByteSize() < _PROTOBUF_LIMIT:
+    if not external and model_io.fits_in_protobuf(model):
         temporary.write_bytes(model.SerializeToString())
         return None
     data_name = _fresh_data_name(target)

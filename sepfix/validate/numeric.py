@@ -683,7 +683,7 @@ class _ModelSource:
                 f"the {self.role} model keeps weights in external data; pass its file path so "
                 "onnxruntime can find them"
             )
-        if model.ByteSize() <= _PROTOBUF_LIMIT:
+        if model_io.fits_in_protobuf(model):
             return model.SerializeToString()
         # Over protobuf's 2 GB limit: write a copy with external data and load that.
         self._tempdir = tempfile.TemporaryDirectory(prefix="sepfix-validate-")
