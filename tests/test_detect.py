@@ -114,3 +114,57 @@ def test_advice_only_when_asked():
     model = builders.separable_block(c_in=6, c_out=10)
     assert sepfix.check(model) == []
     assert {f.code for f in sepfix.check(model, advice=True)} == {"ADV001"}
+
+
+def test_conv1d_dense_depthwise_from_torch_is_found_and_repaired():
+    """A Conv1d depthwise block whose weight a converter expanded to dense block-diagonal."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from sepfix.rewrite import rewrite
+    from sepfix.rules import select_rules
+    from tests.conftest import assert_same_outputs
+
+    block = SeparableBlock(conv=torch.nn.Conv1d, bn=torch.nn.BatchNorm1d)
+    clean = export(block, torch.randn(1, 8, 32))
+    mangled = type(clean)()
+    mangled.CopyFrom(clean)
+    conv = next(n for n in mangled.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i == 8 for a in n.attribute))
+    weight_init = next(t for t in mangled.graph.initializer if t.name == conv.input[1])
+    slim = numpy_helper.to_array(weight_init)  # (8, 1, 3)
+    dense = np.zeros((8, 8, 3), slim.dtype)
+    dense[np.arange(8), np.arange(8)] = slim[:, 0]
+    weight_init.CopyFrom(numpy_helper.from_array(dense, weight_init.name))
+    next(a for a in conv.attribute if a.name == "group").i = 1
+    [finding] = sepfix.check(mangled)
+    assert finding.code == "SEP001" and "(8, 8, 3)" in finding.message
+    repaired, _ = rewrite(mangled, select_rules())
+    assert sepfix.check(repaired) == []
+    assert_same_outputs(repaired, clean)
+
+
+def test_check_reads_only_the_weights_it_inspects(tmp_path):
+    """On an external-data model, a clean check reads a few hundred bytes of weights at most;
+    a dense-depthwise candidate is read because it must be inspected."""
+    import numpy as np
+    import onnx
+
+    from sepfix import model_io
+    from sepfix.checker import check_loaded
+    from sepfix.rules import select_rules
+
+    clean = builders.mobilenet_like(channels=(32, 64, 64))
+    for name, model in (("clean", clean), ("dense", mangle.dense_depthwise(clean, nodes=["block1_dw_conv"]))):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, path, save_as_external_data=True, location=f"{name}.data", size_threshold=0)
+        total = (tmp_path / f"{name}.data").stat().st_size
+        loaded = model_io.load_for_check(path)
+        result = check_loaded(loaded, select_rules(), str(path))
+        if name == "clean":
+            assert result.findings == [] and loaded.bytes_read < 1024, loaded.bytes_read
+        else:
+            conv = next(n for n in model.graph.node if n.name == "block1_dw_conv")
+            weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+            dense_bytes = 4 * int(np.prod(weight.dims))
+            assert [f.code for f in result.findings] == ["SEP001"]
+            assert dense_bytes <= loaded.bytes_read < dense_bytes + 4096 < total

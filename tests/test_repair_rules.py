@@ -153,3 +153,19 @@ def test_fix_inside_if_subgraph():
     x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
     feeds = {"flag": np.array(True), "input": x}
     np.testing.assert_allclose(run_model(repaired, feeds)[0], run_model(wrapped, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_dense_depthwise_conv_transpose_from_torch():
+    """A depthwise ConvTranspose2d (groups == C, multiplier 2) stored dense: found and repaired."""
+    from tests.torch_models import DepthwiseTransposed
+
+    clean = export(DepthwiseTransposed(), torch.randn(1, 8, 8, 8))
+    mangled = mangle.dense_depthwise(clean)
+    [finding] = sepfix.check(mangled)
+    assert finding.code == "SEP001" and finding.details["depth_multiplier"] == 2
+    repaired, fixes = rewrite(mangled, RULES)
+    assert len(fixes) == 1 and sepfix.check(repaired) == []
+    conv_t = next(n for n in repaired.graph.node if n.op_type == "ConvTranspose")
+    assert next(a.i for a in conv_t.attribute if a.name == "group") == 8
+    for a, b in zip(run_model(repaired), run_model(clean)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
