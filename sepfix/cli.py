@@ -29,7 +29,25 @@ def _emit(text: str, output: str | None) -> None:
         click.echo(text)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands whose modules pull in heavy dependencies load only when they are run, so
+    `sepfix check` and `--help` stay fast."""
+
+    lazy = {"validate": ("sepfix.validate.command", "validate_command")}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sepfix")
 def cli() -> None:
     """Find and repair mangled depthwise-separable convolutions in ONNX models.
@@ -37,6 +55,7 @@ def cli() -> None:
     \b
       sepfix check model.onnx            what the exporter mangled, block by block
       sepfix repair model.onnx -o f.onnx the canonical form, proven equal by onnxruntime
+      sepfix validate model.onnx         numbers and latency on a provider, TensorRT fusion report
       sepfix rules / sepfix explain CODE the rule catalogue
     """
 
@@ -53,7 +72,9 @@ def cli() -> None:
     help="Check this many files at once, in worker processes (the report keeps the argument order).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Never show the progress bar (shown on a terminal for several files).")
-def check(models, fmt, select, ignore, advice, output, jobs, quiet) -> int:
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Also write a self-contained HTML report here.")
+def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path) -> int:
     """Report mangled depthwise-separable blocks in MODELS.
 
     Exit 0 when nothing is found, 1 when something is, 2 when a model cannot be read.
@@ -114,6 +135,10 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet) -> int:
                 click.echo(f"sepfix: error: {result.error}", err=True)
     text = render(results, fmt, color=fmt == "text" and output is None and sys.stdout.isatty())
     _emit(text, output)
+    if report_path:
+        from sepfix.html_report import write_check_report
+
+        write_check_report(report_path, results)
     return exit_code(results)
 
 
@@ -132,8 +157,10 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet) -> int:
               help="Shape for an input with dynamic dimensions (repeatable).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=str), help="An .npz of inputs to validate on too.")
 @click.option("--no-validate", is_flag=True, help="Skip the numerical proof (not recommended).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Also write a self-contained HTML report (findings, proof, before/after drawings) here.")
 def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
-           no_validate) -> int:
+           no_validate, report_path) -> int:
     """Rewrite every fixable finding in MODEL, prove it unchanged, write it safely.
 
     Exit 0 when the output was written (a faithful copy when nothing needed fixing), 1 when
@@ -156,6 +183,10 @@ def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, 
     )
     report = repair_file(model, output=output, in_place=in_place, backup=backup, dry_run=dry_run, options=options)
     click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.to_text())
+    if report_path:
+        from sepfix.html_report import write_repair_report
+
+        write_repair_report(report_path, report)
     return report.exit_code
 
 

@@ -1,0 +1,295 @@
+"""`sepfix validate` on the CPU build of onnxruntime: providers reported as they ran (a TensorRT
+request is never confirmed here), numbers against a reference, predicted rows labelled, engine
+layer information observed, latency, JSON."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from sepfix import cli
+from sepfix.cli import main
+from sepfix.testing import builders, mangle
+from sepfix.validate import providers
+from sepfix.validate.bench import latency
+from sepfix.validate.command import model_blocks, run_validate, validate_command
+from sepfix import model_io
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MOBILENET_QAT = SHARED / "fixtures" / "trt-layer-info" / "mobilenet.qat.onnx.engine.graph.json"
+
+CPU_BUILD = "CUDAExecutionProvider" not in providers.available_providers()
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    """Register the command the way the CLI owner will, if it is not registered yet."""
+    if "validate" not in cli.cli.commands:
+        cli.cli.add_command(validate_command, "validate")
+        yield
+        cli.cli.commands.pop("validate", None)
+    else:
+        yield
+
+
+@pytest.fixture
+def clean(tmp_path):
+    path = tmp_path / "clean.onnx"
+    onnx.save(builders.mobilenet_like(), path)
+    return path
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(args, capsys):
+    code, out, err = run([*args, "--format", "json"], capsys)
+    return code, json.loads(out), err
+
+
+def _perturbed(model: onnx.ModelProto, name: str, delta: float) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    init = next(t for t in out.graph.initializer if t.name == name)
+    array = numpy_helper.to_array(init).copy()
+    array.flat[0] += delta
+    init.CopyFrom(numpy_helper.from_array(array, name))
+    return out
+
+
+# ------------------------------------------------------------------------------ providers
+
+
+@pytest.mark.skipif(not CPU_BUILD, reason="needs the CPU build of onnxruntime")
+def test_tensorrt_request_on_cpu_build_is_reported_not_available(clean, capsys):
+    code, doc, _ = run_json(["validate", str(clean), "--provider", "tensorrt"], capsys)
+    assert code == 1  # an explicitly requested provider did not run
+    assert doc["exit_code"] == 1 and doc["passed"] is False
+    assert doc["verdict"] in ("fusion-predicted", "numeric-only")
+    assert doc["tensorrt"]["available"] is False and doc["tensorrt"]["ep_ran"] is False
+    provider = doc["provider"]
+    assert provider["requested"] == "tensorrt" and provider["wanted"] == "TensorrtExecutionProvider"
+    assert provider["listed"] is False and provider["fell_back"] is True
+    assert provider["active"] == ["CPUExecutionProvider"]
+    assert "not available" in provider["reason"]
+    assert any("--provider tensorrt did not run" in p for p in doc["problems"])
+    # The numbers were still checked, on the CPU.
+    assert doc["numeric"]["passed"] is True and doc["numeric"]["provider"] == "CPUExecutionProvider"
+    assert doc["blocks"] and all(b["evidence"] == "predicted" for b in doc["blocks"])
+    assert "\"evidence\": \"observed\"" not in json.dumps(doc) and doc["evidence"] == "predicted"
+
+    code, out, _ = run(["validate", str(clean), "--provider", "tensorrt"], capsys)
+    rows = [line for line in out.splitlines() if "(C=" in line]
+    assert rows and all("[predicted]" in row for row in rows)
+    assert "[observed]" not in out and "NOT AVAILABLE" in out
+    assert out.strip().splitlines()[-1].startswith("FAILED: fusion-predicted")
+
+
+@pytest.mark.skipif(not CPU_BUILD, reason="needs the CPU build of onnxruntime")
+def test_cuda_request_on_cpu_build_exits_1_but_auto_passes(clean, capsys):
+    code, doc, _ = run_json(["validate", str(clean), "--provider", "cuda"], capsys)
+    assert code == 1 and doc["provider"]["fell_back"] and doc["numeric"]["passed"]
+    code, doc, _ = run_json(["validate", str(clean)], capsys)
+    assert code == 0 and doc["verdict"] == "fusion-predicted"
+    assert doc["provider"]["requested"] == "auto" and doc["provider"]["fell_back"] is False
+    assert "auto did not pick TensorRT" in doc["provider"]["reason"]
+
+
+def test_listed_but_not_loading_provider_is_a_fallback(monkeypatch, clean):
+    """onnxruntime-gpu lists the TensorRT EP where TensorRT is absent and runs on the CPU."""
+    gpu_list = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(providers, "available_providers", lambda: list(gpu_list))
+    monkeypatch.setattr(providers, "_preloaded", True)
+    assert providers.resolve("tensorrt") == gpu_list
+    assert providers.resolve("cuda") == gpu_list[1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the CPU build warns that it lacks them
+        session, outcome = providers.open_session(str(clean), "tensorrt")
+        assert outcome.listed and outcome.fell_back and not outcome.ran
+        assert outcome.active == ["CPUExecutionProvider"]
+        assert "listed" in outcome.reason and "fell back to CPUExecutionProvider" in outcome.reason
+        report = run_validate(clean, provider="tensorrt")
+    assert report.exit_code == 1 and report.tensorrt["ep_listed"] and not report.tensorrt["ep_ran"]
+    assert all(b.evidence == "predicted" for b in report.blocks)
+
+
+def test_resolve_and_unknown_provider():
+    assert providers.resolve("cpu") == ["CPUExecutionProvider"]
+    assert providers.resolve("auto")[-1] == "CPUExecutionProvider"
+    with pytest.raises(providers.SepfixError):
+        providers.resolve("metal")
+
+
+# ------------------------------------------------------------------------------ numbers
+
+
+def test_cpu_clean_model_passes(clean, capsys):
+    code, out, _ = run(["validate", str(clean), "--provider", "cpu"], capsys)
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("PASSED: fusion-predicted") and last.endswith(" s)")
+    code, doc, _ = run_json(["validate", str(clean), "--provider", "cpu"], capsys)
+    assert code == 0 and doc["numeric"]["proof"] == "onnxruntime" and doc["numeric"]["passed"]
+    assert doc["numeric"]["outputs"][0]["max_abs"] == 0
+    assert doc["provider"]["active"] == ["CPUExecutionProvider"] and not doc["provider"]["fell_back"]
+
+
+def test_reference_with_perturbed_weight_fails(tmp_path, capsys):
+    model = builders.mobilenet_like()
+    original, changed = tmp_path / "original.onnx", tmp_path / "changed.onnx"
+    onnx.save(model, original)
+    onnx.save(_perturbed(model, "block1_pw_conv_weight", 1e-2), changed)
+    code, doc, _ = run_json(["validate", str(changed), "--reference", str(original), "--provider", "cpu"], capsys)
+    assert code == 1 and doc["verdict"] == "failed"
+    out = doc["numeric"]["outputs"][0]
+    assert not out["passed"] and out["required_atol"] > 1e-5
+    assert any(p.startswith("numbers differ") for p in doc["problems"])
+    code, out_text, _ = run(["validate", str(changed), "--reference", str(original), "--rtol", "1", "--atol", "1"], capsys)
+    assert code == 0 and "PASSED" in out_text.splitlines()[-1]
+
+
+def test_reference_that_onnxruntime_rejects_is_proven_by_numpy(tmp_path, capsys):
+    model = builders.mobilenet_like()
+    original, repaired = tmp_path / "sep002.onnx", tmp_path / "repaired.onnx"
+    onnx.save(mangle.group_attribute(model, -3), original)
+    onnx.save(model, repaired)
+    code, doc, _ = run_json(["validate", str(repaired), "--reference", str(original), "--provider", "cpu",
+                             "--bench", "2"], capsys)
+    assert code == 0 and doc["numeric"]["proof"] == "numpy-reference"
+    assert "error" in doc["latency"]["reference"]  # the invalid original cannot be timed
+
+
+def test_model_onnxruntime_cannot_run_fails(tmp_path, capsys):
+    path = tmp_path / "bad.onnx"
+    onnx.save(mangle.group_attribute(builders.mobilenet_like(), -3), path)
+    code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
+    assert code == 1 and doc["verdict"] == "failed" and not doc["numeric"]["passed"]
+
+
+def test_input_shapes_and_npz_inputs(tmp_path, capsys):
+    path = tmp_path / "dyn.onnx"
+    model = builders.separable_block()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, path)
+    npz = tmp_path / "in.npz"
+    np.savez(npz, input=np.ones((3, 8, 12, 12), np.float32))
+    code, doc, _ = run_json(["validate", str(path), "--input-shape", "input:2,8,12,12", "--inputs", str(npz)], capsys)
+    assert code == 0 and doc["numeric"]["input_sets"] == 3
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, nope=np.ones(3))
+    code, out, err = run(["validate", str(path), "--inputs", str(bad)], capsys)
+    assert code == 2 and "no input 'nope'" in err and err.count("\n") == 1
+
+
+def test_errors_exit_2(tmp_path, capsys):
+    code, _, err = run(["validate", str(tmp_path / "missing.onnx")], capsys)
+    assert code == 2 and "no such file" in err and "Traceback" not in err
+    clean = tmp_path / "c.onnx"
+    onnx.save(builders.separable_block(), clean)
+    code, _, err = run(["validate", str(clean), "--input-shape", "input"], capsys)
+    assert code == 2 and "--input-shape" in err
+    code, _, err = run(["validate", str(clean), "--engine-info", str(tmp_path / "none.json")], capsys)
+    assert code == 2 and "not found" in err
+    code, _, err = run(["validate", str(clean), "--bench", "-1"], capsys)
+    assert code == 2
+
+
+# ------------------------------------------------------------------------------ engine info
+
+
+needs_fixtures = pytest.mark.skipif(not MOBILENET_QAT.is_file(), reason=f"fixtures not found at {MOBILENET_QAT.parent}")
+
+
+@needs_fixtures
+def test_engine_info_blocks_are_observed(tmp_path, capsys):
+    # One block named as in the QAT MobileNetV2 engine: Conv_29 (depthwise, 32 ch) + Clip_33 -> Conv_46.
+    model = builders.separable_block(c_in=32, c_out=16)
+    names = {"dw_conv": "Conv_29", "dw_relu": "Clip_33", "pw_conv": "Conv_46"}
+    for node in model.graph.node:
+        node.name = names[node.name]
+    path = tmp_path / "named.onnx"
+    onnx.save(model, path)
+    code, doc, _ = run_json(["validate", str(path), "--engine-info", str(MOBILENET_QAT)], capsys)
+    assert code == 0 and doc["verdict"] == "fusion-observed" and doc["evidence"] == "observed"
+    [block] = doc["blocks"]
+    assert block["evidence"] == "observed" and block["status"] == "fused"
+    assert block["depthwise_layer_type"] == "CudaDepthwiseConvolution" and block["depthwise_groups"] == 32
+    assert "Clip_33" in block["depthwise_fused"]["activations"]
+    code, out, _ = run(["validate", str(path), "--engine-info", str(MOBILENET_QAT)], capsys)
+    assert "[observed] Conv_29 -> Conv_46" in out and "predicted" not in out
+    assert out.strip().splitlines()[-1].startswith("PASSED: fusion-observed")
+
+
+@needs_fixtures
+def test_engine_info_for_another_model_shows_blocks_missing(clean, capsys):
+    code, doc, _ = run_json(["validate", str(clean), "--engine-info", str(MOBILENET_QAT)], capsys)
+    assert code == 1 and doc["verdict"] == "fusion-observed"
+    assert doc["blocks"] and all(b["evidence"] == "observed" for b in doc["blocks"])
+    assert all(b["status"] == "depthwise-dense-or-missing" for b in doc["blocks"])
+    assert any("same node names" in n for n in doc["notes"])
+
+
+# ------------------------------------------------------------------------------ latency, JSON
+
+
+def test_bench_gives_median_and_p90_for_both_models(tmp_path, capsys):
+    model = builders.mobilenet_like()
+    original, repaired = tmp_path / "original.onnx", tmp_path / "repaired.onnx"
+    onnx.save(mangle.dense_depthwise(model), original)
+    onnx.save(model, repaired)
+    code, doc, _ = run_json(["validate", str(repaired), "--reference", str(original), "--bench", "5"], capsys)
+    assert code == 0
+    lat = doc["latency"]
+    assert lat["runs"] == 5 and lat["provider"] == doc["provider"]["active"][0]
+    for role in ("model", "reference"):
+        assert lat[role]["runs"] == 5
+        assert 0 < lat[role]["median_ms"] <= lat[role]["p90_ms"]
+    code, out, _ = run(["validate", str(repaired), "--reference", str(original), "--bench", "5"], capsys)
+    assert "latency (" in out and "reference median" in out
+
+
+def test_latency_function(clean):
+    session, _ = providers.open_session(str(clean), "cpu")
+    feed = {"input": np.zeros((1, 3, 16, 16), np.float32)}
+    result = latency(session, feed, runs=4, warmup=1)
+    assert set(result) == {"median_ms", "p90_ms", "runs"} and result["runs"] == 4
+    assert latency(session, [feed], runs=1)["median_ms"] > 0
+    with pytest.raises(providers.SepfixError):
+        latency(session, feed, runs=0)
+
+
+def test_json_parses_and_has_the_keys(clean, capsys):
+    code, out, _ = run(["validate", str(clean), "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert {"verdict", "provider", "numeric", "blocks", "tensorrt", "latency", "exit_code"} <= set(doc)
+    assert doc["verdict"] in ("fusion-observed", "fusion-predicted", "numeric-only", "failed")
+    assert doc["exit_code"] == code and doc["latency"] is None
+    assert set(doc["tensorrt"]) >= {"available", "reason"}
+
+
+def test_model_without_blocks_is_numeric_only(tmp_path, capsys):
+    path = tmp_path / "resnext.onnx"
+    onnx.save(builders.resnext_grouped(), path)
+    code, doc, _ = run_json(["validate", str(path)], capsys)
+    assert code == 0 and doc["verdict"] == "numeric-only" and doc["blocks"] == []
+
+
+def test_model_blocks_use_tensorrt_names_and_collect_what_follows(tmp_path):
+    model = builders.mobilenet_like()
+    for node in model.graph.node:
+        if node.name == "block1_dw_act":
+            node.name = ""  # TensorRT will call it node_of_<output>
+    blocks = model_blocks(model_io.from_proto(model))
+    assert [b.depthwise for b in blocks] == ["block0_dw_conv", "block1_dw_conv", "block2_dw_conv"]
+    assert blocks[0].after == ("block0_residual_add",) and blocks[0].after_ops == ("Add",)
+    assert "node_of_block1_dw_act_out" in blocks[1].between
