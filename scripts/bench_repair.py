@@ -132,7 +132,7 @@ class EfficientNetLike(nn.Module):
         return self.head(self.features(x))
 
 
-def export(module: nn.Module, size: int) -> onnx.ModelProto:
+def export(module: nn.Module, size: int, batch: int = 1) -> onnx.ModelProto:
     torch.manual_seed(0)
     module = module.eval()
     with torch.no_grad():  # non-trivial BN statistics, as in a trained network
@@ -145,7 +145,7 @@ def export(module: nn.Module, size: int) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.randn(1, 3, size, size),), buffer, dynamo=False, opset_version=13)
+        torch.onnx.export(module, (torch.randn(batch, 3, size, size),), buffer, dynamo=False, opset_version=13)
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -1,6 +1,6 @@
 """`sepfix validate` on a GPU: clean, SEP001-mangled and repaired MobileNetV2 exports.
 
-    python scripts/gpu_validate.py --out DIR [--provider cuda] [--bench 50] [--size 224]
+    python scripts/gpu_validate.py --out DIR [--provider cuda] [--bench 50] [--size 224] [--batch 1]
 
 Exports MobileNetV2-like (built in scripts/bench_repair.py) and, when torchvision imports,
 torchvision's mobilenet_v2 (random weights) with torch.onnx (legacy exporter, opset 13), mangles
@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", default="cuda")
     parser.add_argument("--bench", type=int, default=50)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for name, module in networks():
         folder = args.out / name
         folder.mkdir(exist_ok=True)
-        clean = export(module, args.size)
+        clean = export(module, args.size, batch=args.batch)
         paths = {"clean": folder / "clean.onnx", "mangled": folder / "sep001.onnx", "repaired": folder / "repaired.onnx"}
         onnx.save(clean, paths["clean"])
         onnx.save(mangle.dense_depthwise(clean), paths["mangled"])
@@ -72,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             "mangled": ["validate", str(paths["mangled"]), "--reference", str(paths["clean"])],
             "repaired": ["validate", str(paths["repaired"]), "--reference", str(paths["mangled"])],
         }
+        runs["repaired-tensorrt"] = ["validate", str(paths["repaired"])]
         for label, command in runs.items():
-            done = sepfix(*command, "--provider", args.provider, "--bench", str(args.bench), "--format", "json")
+            provider = "tensorrt" if label.endswith("tensorrt") else args.provider
+            done = sepfix(*command, "--provider", provider, "--bench", str(args.bench), "--format", "json")
             (folder / f"validate_{label}.json").write_text(done.stdout)
-            report = json.loads(done.stdout)
-            summary.append(_row(name, label, args.provider, done.returncode, report))
-        done = sepfix("validate", str(paths["repaired"]), "--provider", "tensorrt", "--format", "json")
-        (folder / "validate_repaired_tensorrt.json").write_text(done.stdout)
-        summary.append(_row(name, "repaired", "tensorrt", done.returncode, json.loads(done.stdout)))
+            (folder / f"validate_{label}.stderr.txt").write_text(done.stderr)
+            try:
+                report = json.loads(done.stdout)
+            except json.JSONDecodeError:
+                report = {"verdict": f"no JSON (exit {done.returncode}): stdout {done.stdout[:300]!r} "
+                                     f"stderr {done.stderr.strip()[-300:]!r}"}
+            summary.append(_row(name, label, provider, done.returncode, report))
     versions = _versions()
     (args.out / "versions.json").write_text(json.dumps(versions, indent=2))
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -61,7 +61,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=True, readable=False, path_type=str))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated).")
 @click.option("--ignore", multiple=True, help="Skip these rule codes or prefixes (comma-separated).")
@@ -143,8 +143,8 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=True, path_type=str))
-@click.option("-o", "--output", type=click.Path(path_type=str), help="Write the repaired model here.")
+@click.argument("model", type=click.Path(dir_okay=True, readable=False, path_type=str))
+@click.option("-o", "--output", type=click.Path(readable=False, path_type=str), help="Write the repaired model here.")
 @click.option("--in-place", is_flag=True, help="Replace MODEL, atomically, only after validation passed.")
 @click.option("--backup", is_flag=True, help="With --in-place: keep the original as MODEL.bak.")
 @click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated).")

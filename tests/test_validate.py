@@ -293,3 +293,28 @@ def test_model_blocks_use_tensorrt_names_and_collect_what_follows(tmp_path):
     assert [b.depthwise for b in blocks] == ["block0_dw_conv", "block1_dw_conv", "block2_dw_conv"]
     assert blocks[0].after == ("block0_residual_add",) and blocks[0].after_ops == ("Add",)
     assert "node_of_block1_dw_act_out" in blocks[1].between
+
+
+def test_onnxruntime_fallback_banner_on_stdout_does_not_corrupt_json(monkeypatch, clean, capsys):
+    """onnxruntime-gpu *prints* "EP Error ... Falling back" to stdout when the TensorRT EP fails
+    to load (seen on an H100 with onnxruntime-gpu 1.31.1): --format json must stay parseable."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    def noisy_session(*args, **kwargs):
+        if "TensorrtExecutionProvider" not in (kwargs.get("providers") or []):
+            return real(*args, **kwargs)
+        print("*************** EP Error ***************")
+        print("EP Error Please install TensorRT libraries ... Falling back to ['CPUExecutionProvider'] and retrying.")
+        return real(*args, **kwargs)
+
+    gpu_list = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(providers, "available_providers", lambda: list(gpu_list))
+    monkeypatch.setattr(providers, "_preloaded", True)
+    monkeypatch.setattr(ort, "InferenceSession", noisy_session)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, doc, err = run_json(["validate", str(clean), "--provider", "tensorrt"], capsys)
+    assert code == 1 and doc["provider"]["fell_back"] is True and doc["verdict"] != "fusion-observed"
+    assert "EP Error" in err

@@ -12,6 +12,7 @@ stderr, then passed on).
 from __future__ import annotations
 
 import contextlib
+import io
 import ctypes
 import ctypes.util
 import os
@@ -170,26 +171,32 @@ def resolve(requested: str) -> list[str]:
 
 @contextlib.contextmanager
 def _native_stderr() -> Iterator[list[str]]:
-    """Capture what native code writes to fd 2 (onnxruntime's EP load errors), then pass it on.
+    """Capture what onnxruntime says while a session is created, then pass it on to stderr.
 
-    Yields a list that holds the captured text once the block ends.
+    Native code writes its EP load errors to fd 2; onnxruntime's Python layer *prints* its
+    "EP Error ... Falling back" banner to stdout, which would corrupt `--format json` output.
+    Both are captured. Yields a list that holds the captured text once the block ends.
     """
     captured: list[str] = []
+    printed = io.StringIO()
     try:
         saved = os.dup(2)
-    except OSError:  # no fd 2 at all: nothing to capture
-        yield captured
+    except OSError:  # no fd 2 at all: capture the Python-level output only
+        with contextlib.redirect_stdout(printed):
+            yield captured
+        captured.append(printed.getvalue())
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
         sys.stderr.flush()
         os.dup2(sink.fileno(), 2)
         try:
-            yield captured
+            with contextlib.redirect_stdout(printed):
+                yield captured
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
+            text = sink.read().decode("utf-8", "replace") + printed.getvalue()
             captured.append(text)
             if text:
                 sys.stderr.write(text)
