@@ -16,6 +16,7 @@ import io
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -205,6 +206,7 @@ def _native_stderr() -> Iterator[list[str]]:
 def _error_line(text: str, provider: str) -> str:
     """The line of onnxruntime's log that explains why ``provider`` did not load."""
     keys = {TENSORRT: ("tensorrt", "nvinfer", "trt"), CUDA: ("cuda", "cudnn", "cublas")}.get(provider, ())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # onnxruntime colours its log on a terminal
     lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     for line in lines:
         lower = line.lower()
