@@ -169,3 +169,33 @@ def test_dense_depthwise_conv_transpose_from_torch():
     assert next(a.i for a in conv_t.attribute if a.name == "group") == 8
     for a, b in zip(run_model(repaired), run_model(clean)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fix_inside_model_local_function():
+    """A dense-depthwise conv inside a model-local function, its weight a Constant node there."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    slim = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    dense = np.zeros((4, 4, 3, 3), np.float32)
+    dense[np.arange(4), np.arange(4)] = slim[:, 0]
+    body = [
+        helper.make_node("Constant", [], ["w"], name="weight", value=numpy_helper.from_array(dense, "w")),
+        helper.make_node("Conv", ["a", "w"], ["b"], name="dw_in_function", pads=[1, 1, 1, 1]),
+    ]
+    function = helper.make_function("local", "DepthwiseBlock", ["a"], ["b"], body, [helper.make_opsetid("", 13)])
+    graph = helper.make_graph(
+        [helper.make_node("DepthwiseBlock", ["x"], ["y"], name="call", domain="local")], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
+    )
+    model = helper.make_model(graph, functions=[function], ir_version=8,
+                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("local", 1)])
+    [finding] = sepfix.check(model)
+    assert finding.code == "SEP001" and finding.graph == "function:local.DepthwiseBlock"
+    repaired, fixes = rewrite(model, RULES)
+    assert len(fixes) == 1 and sepfix.check(repaired) == []
+    conv = next(n for n in repaired.functions[0].node if n.op_type == "Conv")
+    assert next(a.i for a in conv.attribute if a.name == "group") == 4
+    for a, b in zip(run_model(repaired), run_model(model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
