@@ -176,22 +176,13 @@ def _findings_table(findings) -> str:
 # ------------------------------------------------------------------------------ check report
 def render_check_report(results) -> str:
     """The page for `sepfix check --report`: a summary and every model's findings."""
-    from sepfix.report import exit_code, summary
+    from sepfix.report import exit_code, summary_sentence
 
-    totals = summary(results)
     code = exit_code(results)
     verdict = ("fail", "FAILED") if code else ("pass", "PASSED")
-    parts = [f"{totals['findings']} finding{'s' if totals['findings'] != 1 else ''}",
-             f"{totals['fixable']} fixable with sepfix repair"]
-    if totals["advice"]:
-        parts.append(f"{totals['advice']} advice")
-    if totals["errors"]:
-        parts.append(f"{totals['errors']} unreadable")
-    parts.append(f"{totals['blocks']} depthwise-separable blocks in {totals['models']} "
-                 f"model{'s' if totals['models'] != 1 else ''}")
     body = [
         "<h1>sepfix check report</h1>",
-        f'<div class="verdict {verdict[0]}">{verdict[1]}: {esc(", ".join(parts))}</div>',
+        f'<div class="verdict {verdict[0]}">{verdict[1]}: {esc(summary_sentence(results))}</div>',
         "<h2>Models</h2>",
     ]
     rows = []

@@ -39,6 +39,21 @@ def exit_code(results: list[CheckResult]) -> int:
     return 1 if any(r.mangles for r in results) else 0
 
 
+def summary_sentence(results: list[CheckResult], fixable_mark: str = "") -> str:
+    """"3 findings (2 fixable with `sepfix repair`), 1 advice, 4 depthwise-separable blocks in 2 models"."""
+    totals = summary(results)
+    parts = [f"{totals['findings']} finding{'s' if totals['findings'] != 1 else ''}"]
+    if totals["findings"]:
+        parts[0] += f" ({totals['fixable']} fixable with `sepfix repair`{',' + fixable_mark if fixable_mark else ''})"
+    if totals["advice"]:
+        parts.append(f"{totals['advice']} advice")
+    if totals["errors"]:
+        parts.append(f"{totals['errors']} unreadable")
+    parts.append(f"{totals['blocks']} depthwise-separable blocks in {totals['models']} model"
+                 f"{'s' if totals['models'] != 1 else ''}")
+    return ", ".join(parts)
+
+
 def render_text(results: list[CheckResult], color: bool = False) -> str:
     def style(text: str, **kw) -> str:
         if not color:
@@ -59,17 +74,8 @@ def render_text(results: list[CheckResult], color: bool = False) -> str:
     totals = summary(results)
     verdict = "FAILED" if exit_code(results) else "PASSED"
     seconds = sum(r.seconds for r in results)
-    parts = [f"{totals['findings']} finding{'s' if totals['findings'] != 1 else ''}"]
-    if totals["findings"]:
-        parts[0] += f" ({totals['fixable']} fixable with `sepfix repair`, marked [*])"
-    if totals["advice"]:
-        parts.append(f"{totals['advice']} advice")
-    if totals["errors"]:
-        parts.append(f"{totals['errors']} unreadable")
-    parts.append(f"{totals['blocks']} depthwise-separable blocks in {totals['models']} model"
-                 f"{'s' if totals['models'] != 1 else ''}")
     colour = "red" if verdict == "FAILED" else "green"
-    lines.append(f"{style(verdict, fg=colour, bold=True)}: {', '.join(parts)} ({seconds:.2f} s)")
+    lines.append(f"{style(verdict, fg=colour, bold=True)}: {summary_sentence(results, ' marked [*]')} ({seconds:.2f} s)")
     return "\n".join(lines)
 
 

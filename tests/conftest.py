@@ -31,3 +31,18 @@ def codes():
     import sepfix
 
     return lambda model, **kw: sorted({f.code for f in sepfix.check(model, **kw)})
+
+
+@pytest.fixture(scope="session")
+def clean_models():
+    """Clean depthwise-separable models from three sources: onnx.helper, and torch.onnx's legacy
+    and dynamo exporters (stride 2 and dilation 2 blocks)."""
+    from sepfix.testing import builders
+    from tests.torch_models import SeparableBlock, export, torch
+
+    x = torch.randn(1, 8, 16, 16)
+    return {
+        "helper": builders.mobilenet_like(),
+        "torch-legacy": export(SeparableBlock(stride=2), x),
+        "torch-dynamo": export(SeparableBlock(dilation=2), x, dynamo=True),
+    }

@@ -24,16 +24,6 @@ MANGLES = {
 CASES = [(code, i) for code, fns in MANGLES.items() for i in range(len(fns))]
 
 
-@pytest.fixture(scope="module")
-def clean_models():
-    x = torch.randn(1, 8, 16, 16)
-    return {
-        "helper": builders.mobilenet_like(),
-        "torch-legacy": export(SeparableBlock(stride=2), x),
-        "torch-dynamo": export(SeparableBlock(dilation=2), x, dynamo=True),
-    }
-
-
 @pytest.mark.parametrize("source", ["helper", "torch-legacy", "torch-dynamo"])
 @pytest.mark.parametrize("code, variant", CASES, ids=[f"{c}-{i}" for c, i in CASES])
 def test_rule_fires_on_its_mangle_only(clean_models, source, code, variant):

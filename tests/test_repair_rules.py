@@ -36,16 +36,6 @@ CASES = [(code, i) for code, fns in MANGLES.items() for i in range(len(fns))]
 RULES = select_rules()
 
 
-@pytest.fixture(scope="module")
-def clean_models():
-    x = torch.randn(1, 8, 16, 16)
-    return {
-        "helper": builders.mobilenet_like(),
-        "torch-legacy": export(SeparableBlock(stride=2), x),
-        "torch-dynamo": export(SeparableBlock(dilation=2), x, dynamo=True),
-    }
-
-
 def op_counts(model: onnx.ModelProto) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
