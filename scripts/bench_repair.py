@@ -28,7 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sepfix.repair import repair  # noqa: E402
+from sepfix.repairer import repair  # noqa: E402
 from sepfix.testing import mangle  # noqa: E402
 
 MANGLES = {

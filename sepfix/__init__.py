@@ -4,13 +4,14 @@
     findings = sepfix.check("model.onnx")          # or a ModelProto
     for f in findings:
         print(f.code, f.name, f.location, f.message, f.fixable)
+    repaired, report = sepfix.repair(model)       # in memory, validated, nothing written
 """
 
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
 
 __version__ = "0.1.0"
-__all__ = ["check", "Finding", "SepfixError", "__version__"]
+__all__ = ["check", "repair", "Finding", "SepfixError", "__version__"]
 
 
 def check(model, select=None, ignore=None, advice=False):
@@ -18,3 +19,17 @@ def check(model, select=None, ignore=None, advice=False):
     from sepfix.checker import check as _check
 
     return _check(model, select=select, ignore=ignore, advice=advice)
+
+
+def repair(model, select=None, ignore=None, validate=True, rtol=None, atol=None, input_shapes=None, inputs=None):
+    """Repair a model path or ModelProto in memory and prove it; returns (ModelProto, report).
+
+    The model comes back unchanged (the same object) when nothing needed fixing;
+    `report.validation.passed` says whether onnxruntime (or the numpy reference, for an invalid
+    original) found the outputs equal within rtol/atol (defaults 1e-4 / 1e-5). Nothing is written.
+    """
+    from sepfix.repairer import RepairOptions, repair as _repair
+
+    options = RepairOptions(select=select, ignore=ignore, validate=validate, rtol=rtol, atol=atol,
+                            input_shapes=input_shapes, inputs=inputs)
+    return _repair(model, options)

@@ -168,7 +168,7 @@ def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, 
     """
     import json
 
-    from sepfix.repair import RepairOptions, repair_file
+    from sepfix.repairer import RepairOptions, repair_file
 
     shapes = None
     if input_shapes:

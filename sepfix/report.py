@@ -71,7 +71,6 @@ def render_text(results: list[CheckResult], color: bool = False) -> str:
                 f"{style(result.path, bold=True)}: {f.location}: {style(f.code, fg=code_color, bold=True)}"
                 f"{mark} {f.name}: {f.message}"
             )
-    totals = summary(results)
     verdict = "FAILED" if exit_code(results) else "PASSED"
     seconds = sum(r.seconds for r in results)
     colour = "red" if verdict == "FAILED" else "green"

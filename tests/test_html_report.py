@@ -14,7 +14,7 @@ import pytest
 
 from sepfix import html_report
 from sepfix.cli import main
-from sepfix.repair import repair
+from sepfix.repairer import repair
 from sepfix.testing import builders, mangle
 
 ROOT = Path(__file__).resolve().parents[1]

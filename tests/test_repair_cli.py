@@ -13,7 +13,7 @@ import pytest
 
 import sepfix
 from sepfix.cli import main
-from sepfix.repair import repair
+from sepfix.repairer import repair
 from sepfix.testing import builders, mangle
 from tests.conftest import run_model
 
@@ -148,3 +148,14 @@ def test_python_api_repair():
     assert sepfix.check(repaired) == []
     same, empty = repair(repaired)
     assert same is repaired and empty.fixes == [] and empty.validation is None
+
+
+def test_top_level_api_names_are_functions_even_after_submodule_imports():
+    import importlib
+
+    importlib.import_module("sepfix.repairer")
+    importlib.import_module("sepfix.checker")
+    model = mangle.detached_bias(builders.mobilenet_like())
+    repaired, report = sepfix.repair(model, select=["SEP008"])
+    assert [f.code for f in report.fixes] == ["SEP008"] * 6 and report.validation.passed
+    assert sepfix.check(repaired) == []
