@@ -5,8 +5,8 @@
 Each network is built here in torch (2.13.0 CPU), exported with torch.onnx (legacy exporter,
 opset 13), mangled by every rule (sepfix.testing.mangle), then repaired. For each mangle it
 prints the repair time and the onnxruntime CPU latency (median of --runs runs, after warm-up,
-runs of the models interleaved so drift hits all alike) of the clean, mangled and repaired
-models. The target: repaired <= 1.02x clean for every rule. Invalid mangles (SEP002, SEP003)
+runs of the models interleaved so drift hits all alike; one intra-op thread) of the clean,
+mangled and repaired models. The target: repaired <= 1.02x clean for every rule. Invalid mangles (SEP002, SEP003)
 cannot run on onnxruntime: their mangled latency is shown as "invalid".
 """
 
@@ -153,6 +153,8 @@ def session(model: onnx.ModelProto, feed: dict) -> ort.InferenceSession | None:
     """A CPU session that has run once, or None for a model onnxruntime refuses (invalid)."""
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    options.intra_op_num_threads = 1  # one thread: steadier on a small shared machine
+    options.inter_op_num_threads = 1
     try:
         s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         s.run(None, feed)
@@ -219,8 +221,8 @@ def _row(row) -> str:
 
 def _markdown(rows, args) -> str:
     lines = [
-        f"onnxruntime {ort.__version__} CPUExecutionProvider, torch {torch.__version__} export (opset 13), "
-        f"input 1x3x{args.size}x{args.size}, median of {args.runs} interleaved runs after 5 warm-up runs.",
+        f"onnxruntime {ort.__version__} CPUExecutionProvider (1 thread), torch {torch.__version__} export "
+        f"(opset 13), input 1x3x{args.size}x{args.size}, median of {args.runs} interleaved runs after 5 warm-up runs.",
         "",
         "| network | mangle | fixes | repair time (s) | clean (ms) | mangled (ms) | repaired (ms) | repaired / clean |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

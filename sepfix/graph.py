@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sepfix.errors import SepfixError
 from sepfix.model_io import LoadedModel
 
 # Ops through which a constant stays a constant: sepfix can evaluate them with numpy. Q/DQ is
@@ -65,6 +66,7 @@ class Scope:
     path: str
     nodes: list[Node] = field(default_factory=list)
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
+    sparse_initializers: set[str] = field(default_factory=set)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     producers: dict[str, Node] = field(default_factory=dict)
@@ -144,15 +146,28 @@ class GraphIndex:
         self.model = loaded.model
         self.scopes: list[Scope] = []
         self.cache: dict = {}  # derived facts shared between rules (see patterns.all_convs)
+        self.opsets = {(o.domain or "ai.onnx"): o.version for o in self.model.opset_import}
         main = self._add_graph(self.model.graph, "main", parent=None, address=())
         for function in self.model.functions:
             self._add_function(function)
+        self._check_opset()
+        for scope in self.scopes:
+            self._check_scope(scope)
         self._infer_shapes(main)
+
+    def error(self, problem: str) -> SepfixError:
+        """A one-line error about this model, naming its file when it has one."""
+        where = f"{self.loaded._name}: " if self.loaded.path is not None else ""
+        return SepfixError(" ".join(f"{where}{problem}".split()))
 
     # ----------------------------------------------------------------------------- building
     def _add_graph(self, graph: onnx.GraphProto, path: str, parent: Scope | None, address: tuple) -> Scope:
         scope = Scope(path=path, parent=parent, address=address)
         scope.initializers = {t.name: t for t in graph.initializer}
+        if len(scope.initializers) < len(graph.initializer):
+            twice = _first_repeat(t.name for t in graph.initializer)
+            raise self.error(f"graph {path}: initializer {twice!r} is defined more than once")
+        scope.sparse_initializers = {s.values.name for s in graph.sparse_initializer}
         scope.inputs = [v.name for v in graph.input]
         scope.outputs = [v.name for v in graph.output]
         for value in list(graph.input) + list(graph.value_info) + list(graph.output):
@@ -179,6 +194,11 @@ class GraphIndex:
             scope.nodes.append(node)
             for name in proto.output:
                 if name:
+                    if name in scope.producers or name in scope.initializers or name in scope.inputs:
+                        raise self.error(
+                            f"graph {scope.path}: tensor {name!r} is defined more than once (node "
+                            f"{node.label!r} writes it again): not a valid ONNX graph"
+                        )
                     scope.producers[name] = node
             for name in proto.input:
                 if name:
@@ -191,6 +211,44 @@ class GraphIndex:
                     # Names the subgraph reads from outer scopes count as consumed by the node.
                     for outer_name in _free_names(sub):
                         scope.consumers[outer_name].append(node)
+
+    def _check_opset(self) -> None:
+        """Operator schemas type the attributes rules read: they need a valid ai.onnx opset."""
+        version = self.opsets.get("ai.onnx")
+        if version is not None and version < 1:
+            raise self.error(f"opset_import gives ai.onnx version {version}, not a valid opset")
+        if version is None and any(n.node.domain in ("", "ai.onnx") for n in self.nodes()):
+            raise self.error("the model uses ai.onnx operators but its opset_import has no ai.onnx entry")
+
+    def _check_scope(self, scope: Scope) -> None:
+        """Refuse a graph no rule can reason about and no runtime loads: a node reading a name
+        nothing defines, a cycle, two nodes of one name (findings and fixes name nodes;
+        onnxruntime refuses such a model). Initializer sizes are checked at load."""
+        twice = _first_repeat(n.node.name for n in scope.nodes if n.node.name)
+        if twice:
+            count = sum(n.node.name == twice for n in scope.nodes)
+            raise self.error(f"graph {scope.path}: node name {twice!r} is used by {count} nodes; node names must be unique")
+        for node in scope.nodes:
+            problem = _schema_problem(node.node, self.opsets.get(node.node.domain or "ai.onnx"))
+            perm = node.attr("perm") if node.op == "Transpose" and not problem else None
+            if perm is not None and sorted(perm) != list(range(len(perm))):
+                problem = f"has perm={list(perm)}, not a permutation of 0..{len(perm) - 1}"
+            if problem:
+                raise self.error(f"graph {scope.path}: {node.op} node {node.label!r} {problem}")
+        for node in scope.nodes:
+            for name in node.node.input:
+                if name and not _defined(scope, name):
+                    raise self.error(
+                        f"graph {scope.path}: node {node.label!r} reads {name!r}, which no node, graph "
+                        "input or initializer defines"
+                    )
+        for name in scope.outputs:
+            if name and not _defined(scope, name):
+                raise self.error(f"graph {scope.path}: output {name!r} is not defined by any node, input or initializer")
+        stuck = _cycle(scope)
+        if stuck:
+            names = ", ".join(repr(n.label) for n in stuck[:4]) + (", ..." if len(stuck) > 4 else "")
+            raise self.error(f"graph {scope.path} has a cycle: nodes {names} depend on each other")
 
     def _infer_shapes(self, main: Scope) -> None:
         """Fill shapes from ONNX shape inference; a model it rejects just keeps declared shapes."""
@@ -253,6 +311,8 @@ class GraphIndex:
                 else:
                     kind = "folded" if chain else "constant_node"
                 return WeightSource(kind, chain[::-1], current, self.constant_shape(scope, name))
+            if producer.op == "Cast" and producer.attr("to") not in _NUMERIC_TYPES:
+                return WeightSource("runtime", [], current, scope.shape(name))  # never folded
             if producer.op in FOLDABLE_OPS or producer.op in QUANT_OPS:
                 quantized = quantized or producer.op in QUANT_OPS
                 if not all(self.is_constant(scope, extra) for extra in producer.node.input[1:] if extra):
@@ -288,6 +348,9 @@ class GraphIndex:
             return source_shape
         if producer.op == "Transpose":
             perm = producer.attr("perm") or list(range(len(source_shape)))[::-1]
+            if len(perm) != len(source_shape):
+                raise self.error(f"Transpose node {producer.label!r} has perm={list(perm)} for an input of "
+                                 f"rank {len(source_shape)}")
             return tuple(source_shape[p] for p in perm)
         if producer.op == "Reshape":
             target = self.constant_value(scope, producer.input(1))
@@ -314,7 +377,11 @@ class GraphIndex:
         inputs = [self.constant_value(scope, n) if n else None for n in producer.node.input]
         if inputs[0] is None:
             return None
-        return _evaluate(producer, inputs)
+        try:
+            return _evaluate(producer, inputs)
+        except (ValueError, IndexError) as exc:  # numpy refusing the node's attributes or inputs
+            raise self.error(f"{producer.op} node {producer.label!r} cannot be applied to its constant input "
+                             f"({type(exc).__name__}: {exc})") from None
 
     def constant_prefix(self, scope: Scope, name: str, count: int) -> np.ndarray | None:
         """The first `count` elements of a plain initializer (cheap early exits for big weights)."""
@@ -335,15 +402,13 @@ class GraphIndex:
             return None
         if producer.op in ("Conv", "ConvTranspose"):
             weight_shape = self.constant_shape(scope, producer.input(1))
-            if not weight_shape or len(weight_shape) < 3:
-                return None
-            if producer.op == "Conv":
-                return int(weight_shape[0])
-            group = producer.attr("group", 1)
-            return int(weight_shape[1]) * group if group and group > 0 else None
+            if not weight_shape or len(weight_shape) < 3 or not all(isinstance(d, int) for d in weight_shape[:2]):
+                return None  # unknown, or a declared shape with symbolic dims
+            count = weight_shape[0] if producer.op == "Conv" else weight_shape[1] * producer.attr("group", 1)
+            return count if count > 0 else None  # a declared 0 (or a bad group) says nothing
         if producer.op == "BatchNormalization":
             scale = self.constant_shape(scope, producer.input(1))
-            return int(scale[0]) if scale else None
+            return scale[0] if scale and isinstance(scale[0], int) else None
         if producer.op in _CHANNEL_PRESERVING:
             return self.channels(scope, producer.input(0), depth - 1)
         if producer.op == "Concat" and producer.attr("axis") == 1:
@@ -385,6 +450,75 @@ def _structure_only(model: onnx.ModelProto) -> onnx.ModelProto:
             stub.data_location = onnx.TensorProto.EXTERNAL
             stub.external_data.add(key="location", value="sepfix-shape-inference-stub")
     return skeleton
+
+
+def _first_repeat(names) -> str:
+    seen = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return ""
+
+
+_SCHEMAS: dict[tuple[str, int], onnx.defs.OpSchema | None] = {}
+
+
+def _schema_problem(node: onnx.NodeProto, version: int | None) -> str | None:
+    """Why a standard-domain node breaks its operator's schema (input or output count, an
+    attribute of the wrong type), or None. Rules read attributes as the schema types them."""
+    if node.domain not in ("", "ai.onnx") or version is None:
+        return None
+    key = (node.op_type, min(version, 2**31 - 1))
+    if key not in _SCHEMAS:
+        try:
+            _SCHEMAS[key] = onnx.defs.get_schema(node.op_type, key[1], "")
+        except onnx.defs.SchemaError:
+            _SCHEMAS[key] = None  # unknown op or opset: the runtime's business, not a rule's
+    schema = _SCHEMAS[key]
+    if schema is None:
+        return None
+    for what, count, low, high in (("inputs", len(node.input), schema.min_input, schema.max_input),
+                                   ("outputs", len(node.output), schema.min_output, schema.max_output)):
+        if not low <= count <= high:
+            takes = f"{low}" if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"at least {low}"
+            return f"has {count} {what}; {node.op_type}-{schema.since_version} takes {takes}"
+    for attribute in node.attribute:
+        spec = schema.attributes.get(attribute.name)
+        if spec is None or attribute.ref_attr_name or attribute.type == int(spec.type):
+            continue
+        found = onnx.AttributeProto.AttributeType.Name(attribute.type) if attribute.type in (
+            onnx.AttributeProto.AttributeType.values()) else str(attribute.type)
+        return f"has attribute {attribute.name!r} of type {found}; {node.op_type} takes {spec.type.name}"
+    return None
+
+
+def _defined(scope: Scope, name: str) -> bool:
+    """True when `name` is defined in `scope` or an enclosing one."""
+    current: Scope | None = scope
+    while current is not None:
+        if (name in current.producers or name in current.initializers or name in current.inputs
+                or name in current.sparse_initializers):
+            return True
+        current = current.parent
+    return False
+
+
+def _cycle(scope: Scope) -> list[Node]:
+    """The nodes left over by a topological sort of `scope` (empty when it has no cycle)."""
+    users: list[list[int]] = [[] for _ in scope.nodes]
+    pending = [0] * len(scope.nodes)
+    for name, producer in scope.producers.items():
+        for user in scope.consumers.get(name, ()):
+            users[producer.index].append(user.index)
+            pending[user.index] += 1
+    ready = [i for i, count in enumerate(pending) if count == 0]
+    while ready:
+        for j in users[ready.pop()]:
+            pending[j] -= 1
+            if pending[j] == 0:
+                ready.append(j)
+    return [scope.nodes[i] for i, count in enumerate(pending) if count > 0]
 
 
 def _dims_of(value: onnx.ValueInfoProto) -> tuple | None:
@@ -442,6 +576,10 @@ def _reshape_shape(source: tuple, target: list[int], allowzero: int) -> tuple | 
     return tuple(out)
 
 
+_NUMERIC_TYPES = {getattr(onnx.TensorProto, t) for t in (
+    "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64")}
+
+
 def _evaluate(node: Node, inputs: list[np.ndarray | None]) -> np.ndarray | None:
     """numpy semantics of the foldable ops (and DequantizeLinear, for values only)."""
     x = inputs[0]
@@ -450,13 +588,17 @@ def _evaluate(node: Node, inputs: list[np.ndarray | None]) -> np.ndarray | None:
         return x
     if op == "Cast":
         to = node.attr("to")
+        if to not in _NUMERIC_TYPES:
+            return None  # casts to strings and unknown types are not folded
         return x.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
     if op == "Transpose":
         perm = node.attr("perm")
         return np.transpose(x, perm)
     if op == "Reshape":
         shape = _reshape_shape(x.shape, [int(v) for v in inputs[1]], node.attr("allowzero", 0))
-        return None if shape is None else x.reshape(shape)
+        if shape is None:
+            raise ValueError(f"cannot reshape {list(x.shape)} to {[int(v) for v in inputs[1]]}")
+        return x.reshape(shape)
     if op in ("Squeeze", "Unsqueeze"):
         axes = node.attr("axes")
         if axes is None and len(inputs) > 1 and inputs[1] is not None:

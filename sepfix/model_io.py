@@ -33,6 +33,7 @@ __all__ = [
     "MODEL_FILE_MARKER",
     "LoadedModel",
     "from_proto",
+    "initializers",
     "load_for_check",
     "load_full",
 ]
@@ -493,6 +494,15 @@ def _node_tensors(node: onnx.NodeProto) -> Iterator[TensorProto]:
             yield from _graph_tensors(sub)
 
 
+def initializers(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+    """Initializers of a graph and of its subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from initializers(sub)
+
+
 def _all_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     """Every tensor of the model, subgraphs, functions and training info included."""
     yield from _graph_tensors(model.graph)
@@ -564,6 +574,9 @@ class LoadedModel:
     bytes_read: int = 0
     base_dir: Path | None = None
     _name: str = field(default="<in-memory model>", repr=False, compare=False)
+    external_data: bool = False
+    """`load_full` only: the file kept weights in external data files (now read into the model),
+    so a rewrite should too."""
 
     def __post_init__(self) -> None:
         if self.base_dir is None and self.path is not None:
@@ -630,6 +643,29 @@ class LoadedModel:
             )
         return _from_raw(self._read(where, needed), tensor, list(tensor.dims), dtype)
 
+    def check_data_size(self, tensor: TensorProto) -> None:
+        """Refuse a tensor whose raw or external data does not fit its dims and type, without
+        reading it (`load_for_check` asks for every initializer): rules trust those dims."""
+        if tensor.data_type == TensorProto.UNDEFINED:
+            raise _error(self._name, f"tensor {tensor.name!r} has no data type (UNDEFINED)")
+        if tensor.data_type == TensorProto.STRING:
+            if tensor.HasField("raw_data") or tensor.data_location == TensorProto.EXTERNAL:
+                raise _error(self._name, f"tensor {tensor.name!r} is of type STRING but has raw or external data")
+            return
+        where = self._location(tensor)
+        if where is None and not tensor.HasField("raw_data"):
+            return  # typed fields (float_data, ...): checked by numpy_helper when decoded
+        dtype = _np_dtype(tensor, self._name)
+        needed = _nbytes_for(tensor, _element_count(tensor, self._name), dtype)
+        have = len(tensor.raw_data) if where is None else where.length
+        explicit = where is None or any(e.key == "length" for e in tensor.external_data)
+        if have < needed or (explicit and have != needed):
+            raise _error(
+                self._name,
+                f"tensor {tensor.name!r} has {have} bytes of data but dims {list(tensor.dims)} of "
+                f"{dtype} need {needed}",
+            )
+
     def tensor_prefix(self, tensor: TensorProto, count: int) -> np.ndarray:
         """The first `count` elements (flat, C order); reads only those bytes from disk."""
         if count < 0:
@@ -654,9 +690,26 @@ class LoadedModel:
 
 def _parse(small: bytes, name: str, head: bytes) -> onnx.ModelProto:
     try:
-        return onnx.ModelProto.FromString(small)
+        model = onnx.ModelProto.FromString(small)
     except Exception as exc:  # DecodeError, or upb's RuntimeError on odd input
         raise _error(name, _diagnose(head) or f"not a valid ONNX model (protobuf parse error: {exc})") from None
+    _check_text(model, name)
+    return model
+
+
+def _check_text(model: onnx.ModelProto, name: str) -> None:
+    """Refuse text fields that are not UTF-8. protobuf hands them out as bytes instead of str
+    (and fails only when one is copied), so a corrupt name would break far from here."""
+    stack: list = [model]
+    while stack:
+        for descriptor, value in stack.pop().ListFields():
+            if descriptor.type == descriptor.TYPE_MESSAGE:
+                stack.extend(value if descriptor.is_repeated else [value])
+            elif descriptor.type == descriptor.TYPE_STRING:
+                for text in value if descriptor.is_repeated else (value,):
+                    if not isinstance(text, str):
+                        raise _error(name, f"{descriptor.full_name} holds {bytes(text)[:40]!r}, not UTF-8 text "
+                                           "(corrupt file?)")
 
 
 def load_for_check(path: str | os.PathLike, *, defer_threshold: int = DEFER_THRESHOLD) -> LoadedModel:
@@ -687,6 +740,8 @@ def load_for_check(path: str | os.PathLike, *, defer_threshold: int = DEFER_THRE
     model = _parse(small, name, head)
     loaded = LoadedModel(model, file, 0, file.parent, name)
     _validate_external(model, loaded.base_dir, name)
+    for tensor in initializers(model.graph):  # cheap here: large data is still in the file
+        loaded.check_data_size(tensor)
     return loaded
 
 
@@ -705,11 +760,12 @@ def load_full(path: str | os.PathLike) -> LoadedModel:
         hint = "; a single protobuf file over 2 GiB cannot be loaded in full" if size >= 2**31 else ""
         raise _error(name, f"not a valid ONNX model (protobuf parse error: {exc}){hint}") from None
     _validate_external(model, lazy.base_dir, name)
+    external = any(t.data_location == TensorProto.EXTERNAL for t in _all_tensors(model))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, os.fspath(lazy.base_dir))
     except Exception as exc:  # OSError, ValueError from onnx's own path checks
         raise _error(name, f"cannot load external data ({type(exc).__name__}: {exc})") from None
-    return LoadedModel(model, file, 0, lazy.base_dir, name)
+    return LoadedModel(model, file, 0, lazy.base_dir, name, external_data=external)
 
 
 def from_proto(model: onnx.ModelProto, base_dir: Path | None = None) -> LoadedModel:

@@ -43,8 +43,11 @@ class ConvInfo:
 
     @property
     def weight_shape(self) -> tuple | None:
+        """The weight's shape when known and conv-like (rank >= 3: C_out, C_in/group, k...)."""
         shape = self.weight.shape
-        return tuple(shape) if shape is not None and all(isinstance(d, int) for d in shape) else None
+        if shape is None or len(shape) < 3 or not all(isinstance(d, int) for d in shape):
+            return None
+        return tuple(shape)
 
     @property
     def effective_group(self) -> int:
@@ -66,11 +69,44 @@ class ConvInfo:
 
 def conv_info(index: GraphIndex, node: Node) -> ConvInfo:
     weight = index.weight_source(node.scope, node.input(1))
+    if weight.is_constant and weight.shape is not None and len(weight.shape) < 3:
+        # A constant weight of rank < 3 makes the model invalid, and no rule can read it as a conv.
+        raise index.error(
+            f"{node.op} {node.label!r} has weight {node.input(1)!r} of shape {list(weight.shape)}: "
+            "a conv weight has rank 3 or more (C_out, C_in/group, kernel...)"
+        )
+    _check_conv_attributes(index, node, weight)
     group = node.attr("group") if node.has_attr("group") else None
     c_in = index.channels(node.scope, node.input(0))
     info = ConvInfo(node, weight, group, c_in, ConvKind.UNKNOWN)
     info.kind = classify(info)
     return info
+
+
+def _check_conv_attributes(index: GraphIndex, node: Node, weight: WeightSource) -> None:
+    """Refuse spatial attributes and biases no conv of this kernel rank can have: rules would
+    misread them. kernel_shape is SEP003's and group SEP002's to report, not errors."""
+    if weight.shape is None or len(weight.shape) < 3:
+        return
+    rank = len(weight.shape) - 2
+    for name, count, low in (("strides", rank, 1), ("dilations", rank, 1), ("pads", 2 * rank, 0)):
+        value = node.attr(name)
+        if value and (len(value) != count or any(not isinstance(v, int) or v < low for v in value)):
+            raise index.error(f"{node.op} {node.label!r} has {name}={list(value)}: a conv with a {rank}-D kernel "
+                              f"takes {count} values >= {low}")
+    auto_pad = node.attr("auto_pad")
+    if auto_pad is not None and _text(auto_pad) not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise index.error(f"{node.op} {node.label!r} has auto_pad={_text(auto_pad)!r}: not one of NOTSET, "
+                          "SAME_UPPER, SAME_LOWER, VALID")
+    bias = index.constant_shape(node.scope, node.input(2)) if node.input(2) else None
+    if bias is not None and (len(bias) != 1 or (node.op == "Conv" and isinstance(bias[0], int)
+                                                  and isinstance(weight.shape[0], int) and bias[0] != weight.shape[0])):
+        raise index.error(f"{node.op} {node.label!r} has bias {node.input(2)!r} of shape {list(bias)}: a conv "
+                          "bias is 1-D, one value per output channel")
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def classify(info: ConvInfo) -> ConvKind:

@@ -174,7 +174,7 @@ def repair_file(
     target = _target(source, output, in_place, dry_run)
     loaded = model_io.load_full(path)
     original = loaded.model
-    external = _has_external_data(original)
+    external = loaded.external_data  # the loaded model holds its weights inline now
     repaired, fixes, remaining = repair_proto(original, options)
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
                           remaining=remaining, dry_run=dry_run,
@@ -221,10 +221,6 @@ def _target(source: Path, output: str | None, in_place: bool, dry_run: bool) -> 
     return target
 
 
-def _has_external_data(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-
-
 def _write_unchanged(source: Path, original: onnx.ModelProto, target: Path, external: bool) -> None:
     """A faithful copy: the same bytes, or for external data the same model with fresh data."""
     if not external:
@@ -236,11 +232,18 @@ def _write_unchanged(source: Path, original: onnx.ModelProto, target: Path, exte
 
 
 def _fresh_data_name(target: Path) -> str:
-    """A data-file name nobody uses yet: never append to or overwrite an existing one."""
-    name = f"{target.name}.data"
-    if not (target.parent / name).exists():
+    """A data-file name nobody uses yet, created empty here (O_EXCL) so that a repair running
+    beside this one cannot pick it too: never append to or overwrite an existing file."""
+    names = [f"{target.name}.data"] + [f"{target.name}.{uuid.uuid4().hex[:8]}.data" for _ in range(4)]
+    for name in names:
+        try:
+            os.close(os.open(target.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise SepfixError(f"cannot write {target.parent / name}: {error.strerror or error}") from None
         return name
-    return f"{target.name}.{uuid.uuid4().hex[:8]}.data"
+    raise SepfixError(f"cannot find a free data-file name beside {target}")
 
 
 def _save(model: onnx.ModelProto, temporary: Path, target: Path, external: bool) -> Path | None:
@@ -251,13 +254,20 @@ def _save(model: onnx.ModelProto, temporary: Path, target: Path, external: bool)
         temporary.write_bytes(model.SerializeToString())
         return None
     data_name = _fresh_data_name(target)
-    onnx.external_data_helper.convert_model_to_external_data(
-        model, all_tensors_to_one_file=True, location=data_name, size_threshold=_EXTERNAL_THRESHOLD)
-    # onnx writes the data next to the model file it saves: that is `target`'s folder.
-    onnx.save_model(model, str(temporary))
     data = target.parent / data_name
-    with open(data, "rb+") as handle:
-        os.fsync(handle.fileno())
+    try:
+        # Marked tensor by tensor: onnx's convert_model_to_external_data refuses a location that
+        # exists (relative to the working directory), and the name is reserved already.
+        for tensor in model_io.initializers(model.graph):
+            if tensor.HasField("raw_data") and len(tensor.raw_data) >= _EXTERNAL_THRESHOLD:
+                onnx.external_data_helper.set_external_data(tensor, data_name)
+        # onnx writes the data next to the model file it saves: that is `target`'s folder.
+        onnx.save_model(model, str(temporary))
+        with open(data, "rb+") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        data.unlink(missing_ok=True)  # the name was reserved above: nothing else wrote it
+        raise
     return data
 
 

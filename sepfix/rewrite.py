@@ -18,6 +18,7 @@ import onnx_graphsurgeon as gs
 
 from sepfix import model_io
 from sepfix.checker import run_rules
+from sepfix.errors import SepfixError
 from sepfix.findings import Finding
 from sepfix.graph import GraphIndex, Scope
 
@@ -142,6 +143,10 @@ def fix_pass(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.Mode
     findings = [f for f in run_rules(index, rules) if f.fixable]
     if not findings:
         return model, []
+    empty = _empty_list_attribute(model)
+    if empty:
+        raise SepfixError(f"{empty} with no values: sepfix cannot rewrite such a model (graphsurgeon would "
+                          "write the attribute without its type)")
     by_code = {rule.CODE: rule for rule in rules}
     scopes = {scope.path: scope for scope in index.scopes}
     root = gs.import_onnx(model)
@@ -170,6 +175,27 @@ def fix_pass(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.Mode
     repaired = gs.export_onnx(root, do_type_check=False)
     restore(model, repaired, tags, removed_inputs)
     return repaired, applied
+
+
+_LIST_TYPES = (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS,
+               onnx.AttributeProto.TENSORS, onnx.AttributeProto.GRAPHS, onnx.AttributeProto.SPARSE_TENSORS)
+
+
+def _empty_list_attribute(model: onnx.ModelProto) -> str | None:
+    """The first "node 'X' has attribute 'a'" whose list is empty, anywhere in the model."""
+
+    def visit(nodes) -> str | None:
+        for node in nodes:
+            for attribute in node.attribute:
+                if attribute.type in _LIST_TYPES and not onnx.helper.get_attribute_value(attribute):
+                    return f"node {node.name or node.op_type!r} has attribute {attribute.name!r}"
+                for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
+                    found = visit(sub.node)
+                    if found:
+                        return found
+        return None
+
+    return visit(model.graph.node) or next(filter(None, (visit(f.node) for f in model.functions)), None)
 
 
 def restore(original: onnx.ModelProto, repaired: onnx.ModelProto, tags: dict[str, str], removed_inputs: set[str]) -> None:

@@ -46,7 +46,7 @@ def expected_group(info: ConvInfo) -> int | None:
     if info.c_in % shape[1]:
         return None
     group = info.c_in // shape[1]
-    return group if shape[0] % group == 0 else None
+    return group if group > 0 and shape[0] % group == 0 else None
 
 
 def detect(index: GraphIndex):

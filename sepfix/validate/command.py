@@ -488,8 +488,8 @@ def _reference_latency(reference, provider, fp16, int8, feeds, runs, outcome, ca
 
 
 @click.command("validate")
-@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--reference", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.argument("model", type=click.Path(readable=False, path_type=str))
+@click.option("--reference", type=click.Path(readable=False, path_type=str), default=None,
               help="The original model to compare with (default: MODEL's own CPU run).")
 @click.option("--provider", type=click.Choice(CHOICES), default="auto", show_default=True,
               help="Where MODEL runs; auto = TensorRT if usable, else CUDA, else CPU.")

@@ -284,8 +284,27 @@ def _resolve_shape(spec: _InputSpec, shapes: Mapping[str, Sequence[int]], bindin
     return resolved
 
 
+MAX_RANDOM_INPUT_BYTES = 2**31
+"""A random input set larger than this is refused: a declared shape such as 2^40 would
+otherwise exhaust memory instead of failing clearly."""
+
+
 def _random_array(spec: _InputSpec, shape: list[int], rng: np.random.Generator) -> np.ndarray:
     dtype = spec.dtype
+    if any(d < 0 for d in shape):
+        raise SepfixError(f"graph input {spec.name!r} has a negative dimension {_shape_text(shape)}")
+    if math.prod(shape) == 0:
+        # Empty inputs give empty outputs: equal by construction, a proof of nothing.
+        raise SepfixError(
+            f"graph input {spec.name!r} has shape {_shape_text(shape)} with no elements: validating on "
+            "empty tensors proves nothing; give a non-empty shape with --input-shape (a dimension the model "
+            "fixes at 0 cannot be validated)"
+        )
+    if math.prod(shape) * dtype.itemsize > MAX_RANDOM_INPUT_BYTES:
+        raise SepfixError(
+            f"graph input {spec.name!r} of shape {_shape_text(shape)} is too large to validate with random "
+            f"values (over {MAX_RANDOM_INPUT_BYTES >> 30} GiB); give a smaller shape with --input-shape"
+        )
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     if dtype.kind in "iu":
