@@ -16,6 +16,7 @@ import collections
 import multiprocessing
 import random
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -77,6 +78,7 @@ def worker(job: int, jobs: int, first_seed: int, deadline: float, crash_dir: str
             counts["unserializable"] += 1
         counts["tried"] += 1
         seed += jobs
+    shutil.rmtree(workdir, ignore_errors=True)
     queue.put(dict(counts))
 
 
