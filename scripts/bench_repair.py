@@ -1,6 +1,6 @@
 """Benchmark `sepfix repair` on torch exports of MobileNetV2-like and EfficientNet-like networks.
 
-    python scripts/bench_repair.py [--runs 30] [--size 224] [--markdown docs/benchmarks.md]
+    python scripts/bench_repair.py [--runs 50] [--size 224] [--markdown FILE] [--only TEXT]
 
 Each network is built here in torch (2.13.0 CPU), exported with torch.onnx (legacy exporter,
 opset 13), mangled by every rule (sepfix.testing.mangle), then repaired. For each mangle it
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--markdown", type=Path, default=None, help="Also write the table here (Markdown).")
+    parser.add_argument("--only", default="", help="Only mangles and networks whose label contains this text.")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     feed = {"input": rng.standard_normal((1, 3, args.size, args.size)).astype(np.float32)}
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         clean = export(network(), args.size)
         feed = {clean.graph.input[0].name: feed[next(iter(feed))]}
         for label, make in MANGLES.items():
+            if args.only and args.only not in f"{network.__name__} {label}":
+                continue
             mangled = make(clean)
             start = time.perf_counter()
             repaired, report = repair(mangled)

@@ -577,6 +577,9 @@ class LoadedModel:
     external_data: bool = False
     """`load_full` only: the file kept weights in external data files (now read into the model),
     so a rewrite should too."""
+    _files: dict = field(default_factory=dict, repr=False, compare=False)
+    """Each external data file's resolved path and size, and the model file's size: looked up
+    once, not once per tensor (models keep thousands of tensors in one file)."""
 
     def __post_init__(self) -> None:
         if self.base_dir is None and self.path is not None:
@@ -591,14 +594,16 @@ class LoadedModel:
             if self.path is None or offset is None or length is None:
                 raise _error(self._name, f"tensor {tensor.name!r} points into a model file that is not known")
             # The scanner only makes in-bounds references, but a crafted file could carry one.
-            try:
-                size = self.path.stat().st_size
-            except OSError as exc:
-                raise _error(self._name, f"cannot read weights ({exc.strerror or exc})") from None
+            if MODEL_FILE_MARKER not in self._files:
+                try:
+                    self._files[MODEL_FILE_MARKER] = self.path.stat().st_size
+                except OSError as exc:
+                    raise _error(self._name, f"cannot read weights ({exc.strerror or exc})") from None
+            size = self._files[MODEL_FILE_MARKER]
             if offset + length > size:
                 raise _error(self._name, f"data of tensor {tensor.name!r} runs past the end of the model file")
             return _External(self.path, offset, length)
-        return _resolve_external(tensor, self.base_dir, self._name)
+        return _resolve_external(tensor, self.base_dir, self._name, self._files)
 
     def _read(self, where: _External, nbytes: int) -> np.ndarray:
         """Read exactly `nbytes` bytes at where.offset, into a fresh uint8 array."""
