@@ -206,17 +206,7 @@ def test_names_are_escaped_and_fixes_in_subgraphs_are_drawn():
     for node in model.graph.node:
         if node.op_type == "Conv" and node.name.endswith("dw_conv"):
             node.name = hostile
-    then_graph = onnx.helper.make_graph(list(model.graph.node), "then", [], list(model.graph.output),
-                                        list(model.graph.initializer))
-    identity = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["zero_path"])], "else", [],
-                                      [onnx.helper.make_tensor_value_info("zero_path", onnx.TensorProto.FLOAT, None)])
-    outer = onnx.helper.make_graph(
-        [onnx.helper.make_node("If", ["flag"], ["result"], name="branch", then_branch=then_graph, else_branch=identity)],
-        "outer",
-        [onnx.helper.make_tensor_value_info("flag", onnx.TensorProto.BOOL, []), *model.graph.input],
-        [onnx.helper.make_tensor_value_info("result", onnx.TensorProto.FLOAT, None)],
-    )
-    wrapped = onnx.helper.make_model(outer, opset_imports=list(model.opset_import), ir_version=8)
+    wrapped = builders.in_if_branch(model)
     _, report = repair(wrapped, validate=False)
     [fix] = report.fixes
     assert fix.graph == "main/branch.then_branch"

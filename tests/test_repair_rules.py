@@ -125,17 +125,7 @@ def test_shared_weight_is_cloned_not_edited():
 
 def test_fix_inside_if_subgraph():
     model = mangle.dense_depthwise(builders.separable_block())
-    then_graph = onnx.helper.make_graph(list(model.graph.node), "then", [], list(model.graph.output),
-                                        list(model.graph.initializer))
-    identity = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["zero_path"])], "else", [],
-                                      [onnx.helper.make_tensor_value_info("zero_path", onnx.TensorProto.FLOAT, None)])
-    outer = onnx.helper.make_graph(
-        [onnx.helper.make_node("If", ["flag"], ["result"], name="branch", then_branch=then_graph, else_branch=identity)],
-        "outer",
-        [onnx.helper.make_tensor_value_info("flag", onnx.TensorProto.BOOL, []), *model.graph.input],
-        [onnx.helper.make_tensor_value_info("result", onnx.TensorProto.FLOAT, None)],
-    )
-    wrapped = onnx.helper.make_model(outer, opset_imports=list(model.opset_import), ir_version=8)
+    wrapped = builders.in_if_branch(model)
     [finding] = [f for f in sepfix.check(wrapped)]
     assert finding.graph == "main/branch.then_branch"
     repaired, fixes = rewrite(wrapped, RULES)

@@ -449,3 +449,22 @@ def qdq_weights(
         [_float_tensor("output", [1, c_out, spatial, spatial])],
         "qdq_weights",
     )
+
+
+def in_if_branch(model: onnx.ModelProto, name: str = "branch") -> onnx.ModelProto:
+    """`model`'s graph as the then-branch of an If (the else-branch passes the input through),
+    for tests of findings and fixes inside subgraphs. Inputs: `flag` (bool), then the model's."""
+    then_graph = onnx.helper.make_graph(list(model.graph.node), "then", [], list(model.graph.output),
+                                        list(model.graph.initializer))
+    source = model.graph.input[0].name
+    passthrough = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", [source], ["passthrough"])], "else", [],
+        [onnx.helper.make_tensor_value_info("passthrough", onnx.TensorProto.FLOAT, None)])
+    outer = onnx.helper.make_graph(
+        [onnx.helper.make_node("If", ["flag"], ["result"], name=name, then_branch=then_graph,
+                               else_branch=passthrough)],
+        "outer",
+        [onnx.helper.make_tensor_value_info("flag", onnx.TensorProto.BOOL, []), *model.graph.input],
+        [onnx.helper.make_tensor_value_info("result", onnx.TensorProto.FLOAT, None)],
+    )
+    return onnx.helper.make_model(outer, opset_imports=list(model.opset_import), ir_version=model.ir_version)
