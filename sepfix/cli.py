@@ -157,10 +157,11 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
               help="Shape for an input with dynamic dimensions (repeatable).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=str), help="An .npz of inputs to validate on too.")
 @click.option("--no-validate", is_flag=True, help="Skip the numerical proof (not recommended).")
+@click.option("-q", "--quiet", is_flag=True, help="No spinner on stderr while it works.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
               help="Also write a self-contained HTML report (findings, proof, before/after drawings) here.")
 def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
-           no_validate, report_path) -> int:
+           no_validate, quiet, report_path) -> int:
     """Rewrite every fixable finding in MODEL, prove it unchanged, write it safely.
 
     Exit 0 when the output was written (a faithful copy when nothing needed fixing), 1 when
@@ -181,7 +182,11 @@ def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, 
         select=_split_codes(select), ignore=_split_codes(ignore), validate=not no_validate,
         rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs,
     )
-    report = repair_file(model, output=output, in_place=in_place, backup=backup, dry_run=dry_run, options=options)
+    from sepfix.terminal import working
+
+    with working(f"repairing and validating {model}", quiet):
+        report = repair_file(model, output=output, in_place=in_place, backup=backup, dry_run=dry_run,
+                             options=options)
     click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.to_text())
     if report_path:
         from sepfix.html_report import write_repair_report

@@ -505,8 +505,9 @@ def _reference_latency(reference, provider, fp16, int8, feeds, runs, outcome, ca
               help="An .npz of named inputs, run as one extra input set.")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by precision).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default by precision).")
+@click.option("-q", "--quiet", is_flag=True, help="No spinner on stderr while it works.")
 def validate_command(model, reference, provider, fp16, int8, bench, fmt, engine_info, input_shapes,
-                     inputs, rtol, atol) -> int:
+                     inputs, rtol, atol, quiet) -> int:
     """Check MODEL's numbers on a provider and what TensorRT does with its blocks.
 
     \b
@@ -516,8 +517,11 @@ def validate_command(model, reference, provider, fp16, int8, bench, fmt, engine_
     numbers fail, a requested tensorrt/cuda provider did not run, or an observed block is not
     fused; 2 on errors.
     """
-    report = run_validate(model, reference=reference, provider=provider, fp16=fp16, int8=int8,
-                          bench=bench, engine_info=engine_info, input_shapes=list(input_shapes),
-                          inputs=inputs, rtol=rtol, atol=atol)
+    from sepfix.terminal import working
+
+    with working(f"validating {model}", quiet):
+        report = run_validate(model, reference=reference, provider=provider, fp16=fp16, int8=int8,
+                              bench=bench, engine_info=engine_info, input_shapes=list(input_shapes),
+                              inputs=inputs, rtol=rtol, atol=atol)
     click.echo(report.to_json() if fmt == "json" else report.to_text())
     return report.exit_code
