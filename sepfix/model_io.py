@@ -585,6 +585,11 @@ class LoadedModel:
         if self.base_dir is None and self.path is not None:
             self.base_dir = self.path.parent
 
+    def data_files(self) -> set[Path]:
+        """The external data files this model's tensors point at (resolved, checked to exist)."""
+        return {self._location(t).file for t in _all_tensors(self.model)
+                if t.data_location == TensorProto.EXTERNAL and not _is_model_file_ref(t)}
+
     def _location(self, tensor: TensorProto) -> _External | None:
         """Where a tensor's bytes are on disk, or None when they are in the proto."""
         if tensor.data_location != TensorProto.EXTERNAL:

@@ -194,12 +194,45 @@ def repair_file(
                                                    external, cleanup_folder=True)
         report.seconds = time.perf_counter() - start
         return report
+    replaced_data = _data_files(target) if target.exists() else set()
     report.validation, report.written = _write_validated(source, original, repaired, target, external, options,
                                                          backup and in_place)
     if not report.written:
         report.message = "validation refused the repair: nothing written"
+    elif replaced_data:
+        removed = _remove_stale_data(target, replaced_data)
+        if removed:
+            report.message = "removed the replaced model's old data file " + ", ".join(p.name for p in removed)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _data_files(model: Path) -> set[Path]:
+    """External data files a model file uses; empty when it cannot be read (then nothing of it
+    is ever removed)."""
+    try:
+        return model_io.load_for_check(model).data_files()
+    except SepfixError:
+        return set()
+
+
+def _remove_stale_data(target: Path, replaced: set[Path]) -> list[Path]:
+    """Delete the data files the model at `target` used before it was replaced, when neither the
+    new model nor any other model in that folder uses them. Runs only after the atomic replace:
+    a crash before it leaves an unused file, never a model without its data."""
+    stale = replaced - _data_files(target)
+    for sibling in target.parent.glob("*.onnx"):
+        if stale and sibling.resolve() != target.resolve():
+            stale -= _data_files(sibling)
+    backup = target.with_name(target.name + ".bak")
+    if backup.exists():
+        stale -= _data_files(backup)
+    removed = []
+    for path in sorted(stale):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _target(source: Path, output: str | None, in_place: bool, dry_run: bool) -> Path | None:

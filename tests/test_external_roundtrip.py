@@ -103,8 +103,9 @@ def test_repair_over_an_existing_out(model, tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         assert_same_outputs(model, target)
     # The second run could not reuse the first run's data file (the old OUT read it until the
-    # rename), so it wrote another one and left the first intact.
-    assert len([p for p in tmp_path.iterdir() if p.name.endswith(".data")]) == 2
+    # rename), so it wrote another one; once the new OUT was in place, the old file, used by no
+    # model any more, was removed.
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".data")] == list(_data_files(target))
 
 
 def test_in_place_keeps_the_model_loadable_and_equal(model, tmp_path):
@@ -112,18 +113,39 @@ def test_in_place_keeps_the_model_loadable_and_equal(model, tmp_path):
     reference.mkdir()
     for p in model.parent.iterdir():
         (reference / p.name).write_bytes(p.read_bytes())
-    old_data = _digest(model.parent / DATA)
 
     result = _sepfix("repair", str(model), "--in-place")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SEP001" in result.stdout
     (data,) = _data_files(model)
     assert data != DATA and (model.parent / data).is_file()
-    assert _digest(model.parent / DATA) == old_data  # not appended to, not rewritten
-    assert not [p for p in model.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not (model.parent / DATA).exists()  # the old data, used by no model now, is gone
+    assert "removed the replaced model's old data file weights.bin" in result.stdout
+    assert sorted(p.name for p in model.parent.iterdir()) == sorted(["model.onnx", data])
     onnx.checker.check_model(onnx.load(str(model)))
     assert_same_outputs(reference / "model.onnx", model)
     assert _sepfix("check", str(model)).returncode == 0
+
+
+def test_in_place_keeps_data_another_model_still_uses(model):
+    """The old data file stays when a sibling model reads it too; it was never appended to or
+    rewritten."""
+    old_data = _digest(model.parent / DATA)
+    sibling = model.parent / "sibling.onnx"
+    sibling.write_bytes(model.read_bytes())
+    result = _sepfix("repair", str(model), "--in-place")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _digest(model.parent / DATA) == old_data
+    assert_same_outputs(sibling, model)
+
+
+def test_in_place_with_backup_keeps_the_old_data(model):
+    old_data = _digest(model.parent / DATA)
+    result = _sepfix("repair", str(model), "--in-place", "--backup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = model.parent / "model.onnx.bak"
+    assert _digest(model.parent / DATA) == old_data and _data_files(backup) == {DATA}
+    assert_same_outputs(backup, model)
 
 
 def test_two_repairs_to_one_out_at_once(model, tmp_path):
