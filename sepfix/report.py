@@ -49,7 +49,8 @@ def summary_sentence(results: list[CheckResult], fixable_mark: str = "") -> str:
         parts.append(f"{totals['advice']} advice")
     if totals["errors"]:
         parts.append(f"{totals['errors']} unreadable")
-    parts.append(f"{totals['blocks']} depthwise-separable blocks in {totals['models']} model"
+    parts.append(f"{totals['blocks']} depthwise-separable block{'s' if totals['blocks'] != 1 else ''} in "
+                 f"{totals['models']} model"
                  f"{'s' if totals['models'] != 1 else ''}")
     return ", ".join(parts)
 
