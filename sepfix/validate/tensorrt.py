@@ -816,6 +816,14 @@ class _LayerGraph:
         )
 
 
+def _fusion_role(op: str | None) -> str | None:
+    """What a node fused into a conv layer is to it: "bn", "act", "quant", "add", or None."""
+    for role, ops in (("bn", BATCHNORM_OPS), ("act", ACTIVATION_OPS), ("quant", QUANT_OPS), ("add", ADD_OPS)):
+        if op in ops:
+            return role
+    return None
+
+
 def _fused(layer: EngineLayer) -> FusedNodes:
     conv = None
     groups: dict[str, list[str]] = {"bn": [], "act": [], "quant": [], "add": [], "other": []}
@@ -823,16 +831,8 @@ def _fused(layer: EngineLayer) -> FusedNodes:
         op = layer.op_type(node)
         if op in CONV_OPS and conv is None:
             conv = node
-        elif op in BATCHNORM_OPS:
-            groups["bn"].append(node)
-        elif op in ACTIVATION_OPS:
-            groups["act"].append(node)
-        elif op in QUANT_OPS:
-            groups["quant"].append(node)
-        elif op in ADD_OPS:
-            groups["add"].append(node)
         else:
-            groups["other"].append(node)
+            groups[_fusion_role(op) or "other"].append(node)
     raw = layer.raw
     has_bias = None
     if "HasBias" in raw:
@@ -906,30 +906,23 @@ def _predict(block: OnnxBlock, precision: str, capability: tuple[int, int] | Non
     pw_quant: list[str] = []
     unfused: list[str] = []
     for node, op in zip(block.between, between_ops):
-        if op in BATCHNORM_OPS:
-            dw["bn"].append(node)
-        elif op in ACTIVATION_OPS or (op == "Mul" and gated):
-            dw["act"].append(node)
-        elif op == "QuantizeLinear":
-            dw["quant"].append(node)
-        elif op == "DequantizeLinear":
+        if op == "DequantizeLinear":
             pw_quant.append(node)
-        elif op in ADD_OPS:
-            dw["add"].append(node)
-        elif op in ("Identity", "Dropout"):
+            continue
+        if op in ("Identity", "Dropout"):
             continue  # removed by the parser/optimizer
+        role = "act" if op == "Mul" and gated else _fusion_role(op)
+        if role:
+            dw[role].append(node)
         else:
             unfused.append(node)
             notes.append(f"{node!r} ({op or 'unknown op'}) is not a documented conv fusion; expect its own layer")
 
     pw = {"act": [], "quant": [], "add": []}
     for node, op in zip(block.after, after_ops):
-        if op in ACTIVATION_OPS:
-            pw["act"].append(node)
-        elif op in QUANT_OPS:
-            pw["quant"].append(node)
-        elif op in ADD_OPS:
-            pw["add"].append(node)
+        role = _fusion_role(op)
+        if role in pw:
+            pw[role].append(node)
         else:
             notes.append(f"{node!r} ({op or 'unknown op'}) after the pointwise conv is not predicted to fuse")
 
