@@ -180,7 +180,7 @@ def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, 
         raise SepfixError("--backup only goes with --in-place")
     options = RepairOptions(
         select=_split_codes(select), ignore=_split_codes(ignore), validate=not no_validate,
-        rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs,
+        rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs, keep_stages=bool(report_path),
     )
     from sepfix.terminal import working
 

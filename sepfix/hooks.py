@@ -28,29 +28,9 @@ from pathlib import Path
 
 import click
 
+from sepfix.model_io import referenced_data_files
+
 MODEL_SUFFIX = ".onnx"
-
-
-def _external_locations(model_path: Path) -> set[Path] | None:
-    """Resolved paths of the external data files `model_path` references, or None when it
-    cannot be parsed (an LFS pointer, a corrupt file: the check reports those itself)."""
-    import onnx
-
-    from sepfix.model_io import _all_tensors  # every tensor, subgraphs and functions included
-
-    try:
-        model = onnx.load(os.fspath(model_path), load_external_data=False)
-    except Exception:  # not a model we can read: nothing it references can be known
-        return None
-    folder = model_path.parent.resolve()
-    found = set()
-    for tensor in _all_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        for entry in tensor.external_data:
-            if entry.key == "location" and entry.value and "\x00" not in entry.value:
-                found.add((folder / entry.value).resolve())
-    return found
 
 
 def _mentions(model_path: Path, needle: bytes) -> bool:
@@ -89,7 +69,7 @@ def models_for(filenames: list[str]) -> list[str]:
         for candidate in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
             if not candidate.is_file() or not _mentions(candidate, path.name.encode()):
                 continue
-            locations = _external_locations(candidate)
+            locations = referenced_data_files(candidate)
             if locations and target in locations:
                 add(candidate, os.fspath(candidate))
     return models
@@ -146,7 +126,7 @@ def main_repair(argv: list[str] | None = None) -> int:
     for model in models_for(args.filenames):
         path = Path(model)
         # The model and its weights files: repair may rewrite either.
-        watched = [path, *sorted(_external_locations(path) or ())]
+        watched = [path, *sorted(referenced_data_files(path) or ())]
         before = _digest(watched)
         code = main(["repair", model, "--in-place"])
         if code != 0:

@@ -7,9 +7,8 @@ replaced and the nodes it created or changed, with their direct producers and co
 
 Fixes are applied in passes (a fix can uncover another), so a fix of the second pass may replace
 a node that the first pass created. To draw each fix against the model it really rewrote, the
-passes are replayed from the original model; when the replay is not possible (a large model,
-or it would not reproduce the same fixes) the original and the final model are drawn instead,
-and the drawing says so.
+repair keeps the model after each pass when a report is asked for; without them the original
+and the final model are drawn instead, and the page says so.
 
 Every string that comes from a model or a user goes through `html.escape`.
 """
@@ -26,7 +25,6 @@ from sepfix import __version__
 MAX_NODES = 40  # node boxes per drawing, top layers first
 MAX_PER_LAYER = 5  # wider layers (Split -> one conv per channel) keep 2 + '… N more' + 2
 _MAX_CANDIDATES = 400  # nodes considered for one drawing at all, the fix's own first
-_REPLAY_LIMIT = 512 * 1024 * 1024  # replaying the fix passes copies the model: not for huge ones
 _DRAWN_ATTRIBUTES = ("group", "kernel_shape", "strides", "pads", "dilations", "perm")
 _ROLES = {
     "Conv": ("X", "W", "B"),
@@ -358,7 +356,12 @@ def _legend() -> str:
 
 # ==================================================================================== stages
 class _Stages:
-    """For each fix, the model it rewrote and the model it produced (replaying the passes)."""
+    """For each fix, the model it rewrote and the model it produced.
+
+    The repair keeps the model after each fix pass when a report is asked for
+    (`RepairOptions.keep_stages`), so a pass-2 fix is drawn against what pass 1 made. Without
+    them, each 'before' is the input and each 'after' the final model.
+    """
 
     def __init__(self, report):
         self.report = report
@@ -367,18 +370,19 @@ class _Stages:
         self.note = ""
         self._indexes: dict[int, object] = {}
         self._per_fix: list[tuple] = []
-        self.passes = 1
+        self.passes = max((f.pass_number for f in report.fixes), default=1)
         if self.original is None or self.repaired is None:
             if report.fixes:
                 self.note = "The models are not available to this report: no drawings."
             return
-        if not report.fixes:
+        stages = getattr(report, "stages", None) or []
+        if len(stages) > self.passes:
+            self._per_fix = [(stages[f.pass_number - 1], stages[f.pass_number], f.pass_number) for f in report.fixes]
             return
-        replay = self._replay()
-        if replay is None:
-            self._per_fix = [(self.original, self.repaired, None)] * len(report.fixes)
-        else:
-            self._per_fix = replay
+        if self.passes > 1:
+            self.note = ("The fixes ran in several passes and the intermediate models were not kept: each "
+                         "'before' is drawn from the input model and each 'after' from the final one.")
+        self._per_fix = [(self.original, self.repaired, None)] * len(report.fixes)
 
     def _rules(self):
         from sepfix.rules import select_rules
@@ -387,39 +391,6 @@ class _Stages:
         if options is None:
             return select_rules(None, None)
         return select_rules(options.select, options.ignore)
-
-    def _replay(self):
-        from sepfix.rewrite import MAX_PASSES, fix_pass
-
-        wanted = [(f.code, f.node, f.graph) for f in self.report.fixes]
-        everything = [n for f in self.report.fixes for n in f.replaced]
-        labels = _labels_by_graph(self.index(self.original))
-        single = all(n in labels.get(f.graph, ()) for f in self.report.fixes for n in f.replaced)
-        if single and len({(f.graph, n) for f in self.report.fixes for n in f.replaced}) == len(everything):
-            # One pass did everything: no need to replay it.
-            return [(self.original, self.repaired, None)] * len(self.report.fixes)
-        if self.original.ByteSize() > _REPLAY_LIMIT:
-            self.note = ("Fixes were applied in several passes, and the model is too large to replay them: each "
-                         "'before' is drawn from the input model and each 'after' from the final one.")
-            return None
-        per_fix, got = [], []
-        model = self.original
-        try:
-            for number in range(1, MAX_PASSES + 1):
-                after, fixes = fix_pass(model, self._rules())
-                if not fixes:
-                    break
-                per_fix.extend((model, after, number) for _ in fixes)
-                got.extend((f.code, f.node, f.graph) for f in fixes)
-                model = after
-        except Exception:  # noqa: BLE001 - a drawing aid must never break the report
-            got = None
-        if got != wanted:
-            self.note = ("Replaying the fix passes did not reproduce the same fixes: each 'before' is drawn from "
-                         "the input model and each 'after' from the final one.")
-            return None
-        self.passes = max(n for _, _, n in per_fix)
-        return per_fix
 
     def index(self, model):
         from sepfix import model_io

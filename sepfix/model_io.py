@@ -585,11 +585,6 @@ class LoadedModel:
         if self.base_dir is None and self.path is not None:
             self.base_dir = self.path.parent
 
-    def data_files(self) -> set[Path]:
-        """The external data files this model's tensors point at (resolved, checked to exist)."""
-        return {self._location(t).file for t in _all_tensors(self.model)
-                if t.data_location == TensorProto.EXTERNAL and not _is_model_file_ref(t)}
-
     def _location(self, tensor: TensorProto) -> _External | None:
         """Where a tensor's bytes are on disk, or None when they are in the proto."""
         if tensor.data_location != TensorProto.EXTERNAL:
@@ -726,6 +721,37 @@ def load_for_check(path: str | os.PathLike, *, defer_threshold: int = DEFER_THRE
     """Load the graph structure, leaving every top-level initializer's raw_data larger than
     `defer_threshold` bytes in the file (read it with `tensor_array`). External data files are
     checked (inside the model folder, present, long enough) but not read."""
+    loaded = _scan(path, defer_threshold)
+    _validate_external(loaded.model, loaded.base_dir, loaded._name)
+    for tensor in initializers(loaded.model.graph):  # cheap here: large data is still in the file
+        loaded.check_data_size(tensor)
+    return loaded
+
+
+def referenced_data_files(path: str | os.PathLike) -> set[Path] | None:
+    """The external data files a model file names (resolved; present or not), or None when the
+    file is not a readable model. Locations that leave the model's folder are left out: they
+    are invalid, and nothing may act on a file outside the folder."""
+    try:
+        loaded = _scan(path, DEFER_THRESHOLD)
+    except SepfixError:
+        return None
+    folder = loaded.base_dir.resolve()
+    found = set()
+    for tensor in _all_tensors(loaded.model):
+        if tensor.data_location != TensorProto.EXTERNAL or _is_model_file_ref(tensor):
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if location and "\x00" not in location and not _is_absolute(location):
+            target = (folder / location).resolve()
+            if target.is_relative_to(folder):
+                found.add(target)
+    return found
+
+
+def _scan(path: str | os.PathLike, defer_threshold: int) -> LoadedModel:
+    """The model's structure from a wire-format scan, weights left in the file, nothing checked
+    beyond the protobuf itself."""
     name = os.fspath(path)
     file = Path(os.path.abspath(name))
     size = _stat_model(file, name)
@@ -747,12 +773,7 @@ def load_for_check(path: str | os.PathLike, *, defer_threshold: int = DEFER_THRE
     if _MODEL_GRAPH not in seen or not ({1, 8} & seen):
         missing = "no graph" if _MODEL_GRAPH not in seen else "no ir_version and no opset_import"
         raise _error(name, _diagnose(head) or f"not an ONNX model ({missing}; truncated, or some other protobuf?)")
-    model = _parse(small, name, head)
-    loaded = LoadedModel(model, file, 0, file.parent, name)
-    _validate_external(model, loaded.base_dir, name)
-    for tensor in initializers(model.graph):  # cheap here: large data is still in the file
-        loaded.check_data_size(tensor)
-    return loaded
+    return LoadedModel(_parse(small, name, head), file, 0, file.parent, name)
 
 
 def load_full(path: str | os.PathLike) -> LoadedModel:

@@ -23,11 +23,9 @@ import onnx
 
 from sepfix import model_io
 from sepfix.atomic import atomic_path
-from sepfix.checker import run_rules
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
-from sepfix.graph import GraphIndex
-from sepfix.rewrite import AppliedFix, rewrite
+from sepfix.rewrite import AppliedFix, Rewrite, run_passes
 from sepfix.rules import select_rules
 
 _EXTERNAL_THRESHOLD = 1024
@@ -43,6 +41,7 @@ class RepairOptions:
     input_shapes: dict[str, list[int]] | None = None
     inputs: str | None = None  # an .npz of user inputs
     seed: int = 0
+    keep_stages: bool = False  # keep the model after each fix pass (for the HTML report)
 
 
 @dataclass
@@ -62,6 +61,7 @@ class RepairReport:
     # Not part of to_dict.
     original_model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
     repaired_model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
+    stages: list = field(default_factory=list, repr=False, compare=False)  # see rewrite.Rewrite
     options: RepairOptions | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -117,13 +117,9 @@ def _validation_text(validation) -> str:
             f"{'; ' + validation.message if validation.message else ''}")
 
 
-def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
-    """Rewrite in memory; returns (model, fixes applied, findings left after re-checking)."""
-    rules = select_rules(options.select, options.ignore)
-    repaired, fixes = rewrite(model, rules)
-    remaining = run_rules(GraphIndex(model_io.from_proto(repaired)), rules) if fixes else (
-        run_rules(GraphIndex(model_io.from_proto(model)), rules))
-    return repaired, fixes, remaining
+def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> Rewrite:
+    """Rewrite in memory: the repaired model, the fixes, and the findings left after them."""
+    return run_passes(model, select_rules(options.select, options.ignore), keep_stages=options.keep_stages)
 
 
 def _validate(original, candidate, options: RepairOptions):
@@ -150,9 +146,11 @@ def repair(model, options: RepairOptions | None = None, **kwargs) -> tuple[onnx.
         name, original = "<model>", model
     else:
         name, original = str(model), model_io.load_full(model).model
-    repaired, fixes, remaining = repair_proto(original, options)
-    report = RepairReport(input=name, fixes=fixes, remaining=remaining,
-                          original_model=original, repaired_model=repaired, options=options)
+    result = repair_proto(original, options)
+    repaired, fixes = result.model, result.fixes
+    report = RepairReport(input=name, fixes=fixes, remaining=result.remaining,
+                          original_model=original, repaired_model=repaired, options=options,
+                          stages=result.stages)
     if fixes and options.validate:
         report.validation = _validate(original, repaired, options)
     report.seconds = time.perf_counter() - start
@@ -175,10 +173,12 @@ def repair_file(
     loaded = model_io.load_full(path)
     original = loaded.model
     external = loaded.external_data  # the loaded model holds its weights inline now
-    repaired, fixes, remaining = repair_proto(original, options)
+    result = repair_proto(original, options)
+    repaired, fixes = result.model, result.fixes
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
-                          remaining=remaining, dry_run=dry_run,
-                          original_model=original, repaired_model=repaired, options=options)
+                          remaining=result.remaining, dry_run=dry_run,
+                          original_model=original, repaired_model=repaired, options=options,
+                          stages=result.stages)
     if not fixes:
         report.message = "nothing to repair"
         if not dry_run and target is not None and not in_place:
@@ -208,12 +208,9 @@ def repair_file(
 
 
 def _data_files(model: Path) -> set[Path]:
-    """External data files a model file uses; empty when it cannot be read (then nothing of it
+    """External data files a model file names; empty when it cannot be read (then nothing of it
     is ever removed)."""
-    try:
-        return model_io.load_for_check(model).data_files()
-    except SepfixError:
-        return set()
+    return model_io.referenced_data_files(model) or set()
 
 
 def _remove_stale_data(target: Path, replaced: set[Path]) -> list[Path]:

@@ -38,11 +38,12 @@ class AppliedFix:
     created: list[str] = field(default_factory=list)  # nodes the fix added
     changed: list[str] = field(default_factory=list)  # existing nodes it rewrote
     replaced: list[str] = field(default_factory=list)  # the finding's nodes in the model before
+    pass_number: int = 1  # fixes of pass 2 act on what pass 1 made
 
     def to_dict(self) -> dict:
         return {"code": self.code, "name": self.name, "node": self.node, "graph": self.graph,
                 "description": self.description, "created": self.created, "changed": self.changed,
-                "replaced": self.replaced}
+                "replaced": self.replaced, "pass": self.pass_number}
 
 
 class FixContext:
@@ -136,13 +137,17 @@ def all_names(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def fix_pass(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
-    """Detect on `model` and apply every fixable finding that does not overlap another."""
+def fix_pass(model: onnx.ModelProto, rules: list[ModuleType], pass_number: int = 1) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
+    """Detect on `model` and apply every fixable finding that does not overlap another.
+
+    Returns the new model, the fixes, and every finding detected on `model` (when no fix
+    applied, those are what is left: nobody needs to detect on that model again)."""
     loaded = model_io.from_proto(model)
     index = GraphIndex(loaded)
-    findings = [f for f in run_rules(index, rules) if f.fixable]
+    detected = run_rules(index, rules)
+    findings = [f for f in detected if f.fixable]
     if not findings:
-        return model, []
+        return model, [], detected
     empty = _empty_list_attribute(model)
     if empty:
         raise SepfixError(f"{empty} with no values: sepfix cannot rewrite such a model (graphsurgeon would "
@@ -167,14 +172,14 @@ def fix_pass(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.Mode
         description = by_code[finding.code].fix(context, node)
         busy |= spanned
         applied.append(AppliedFix(finding.code, finding.name, finding.node, finding.graph, description,
-                                  context.created, context.touched, list(finding.nodes)))
+                                  context.created, context.touched, list(finding.nodes), pass_number))
         tags.update({name: f"{finding.code} {finding.name}" for name in context.created + context.touched})
         removed_inputs |= context.removed_inputs
     for graph in [root] + list(root.functions):
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
     repaired = gs.export_onnx(root, do_type_check=False)
     restore(model, repaired, tags, removed_inputs)
-    return repaired, applied
+    return repaired, applied, detected
 
 
 _LIST_TYPES = (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS,
@@ -265,12 +270,36 @@ def _subgraph_pairs(node: onnx.NodeProto, old: onnx.NodeProto | None):
     return pairs
 
 
-def rewrite(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
-    """Fix passes until none applies; returns the model unchanged (same object) if none did."""
+@dataclass
+class Rewrite:
+    """The outcome of the fix passes.
+
+    `stages[k]` is the model pass k+1 rewrote and `stages[k+1]` what it made (kept only when
+    asked: the report draws each fix against the model it changed); `remaining` are the
+    findings on the final model, fixable ones included only if the pass limit stopped the loop.
+    """
+
+    model: onnx.ModelProto
+    fixes: list[AppliedFix]
+    remaining: list[Finding]
+    stages: list[onnx.ModelProto] = field(default_factory=list)
+
+
+def run_passes(model: onnx.ModelProto, rules: list[ModuleType], keep_stages: bool = False) -> Rewrite:
+    """Fix passes until none applies; the model is unchanged (same object) if none did."""
     applied: list[AppliedFix] = []
-    for _ in range(MAX_PASSES):
-        model, fixes = fix_pass(model, rules)
+    stages = [model] if keep_stages else []
+    for number in range(1, MAX_PASSES + 1):
+        model, fixes, detected = fix_pass(model, rules, number)
         if not fixes:
-            break
+            return Rewrite(model, applied, detected, stages)
         applied.extend(fixes)
-    return model, applied
+        if keep_stages:
+            stages.append(model)
+    return Rewrite(model, applied, run_rules(GraphIndex(model_io.from_proto(model)), rules), stages)
+
+
+def rewrite(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
+    """`run_passes` for callers that want only the model and the fixes."""
+    result = run_passes(model, rules)
+    return result.model, result.fixes
