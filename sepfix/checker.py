@@ -6,7 +6,6 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import onnx
 
@@ -14,7 +13,7 @@ from sepfix import model_io
 from sepfix.findings import Finding
 from sepfix.graph import GraphIndex
 from sepfix.patterns import SeparableBlock, all_convs, find_blocks
-from sepfix.rules import select_rules
+from sepfix.rules import Rule, select_rules
 
 
 @dataclass
@@ -32,8 +31,8 @@ class CheckResult:
 
     @property
     def mangles(self) -> list[Finding]:
-        """Findings that count towards the exit code (advice does not)."""
-        return [f for f in self.findings if not f.code.startswith("ADV")]
+        """Findings that count towards the exit code (info-level advice does not)."""
+        return [f for f in self.findings if f.counts]
 
     def to_dict(self) -> dict:
         return {
@@ -48,19 +47,22 @@ class CheckResult:
         }
 
 
-def run_rules(index: GraphIndex, rules: list[ModuleType]) -> list[Finding]:
+def run_rules(index: GraphIndex, rules: list[Rule]) -> list[Finding]:
+    """Every rule's matches on one view, as findings in code, graph and node order."""
     findings: list[Finding] = []
     for rule in rules:
-        findings.extend(rule.detect(index))
+        findings.extend(rule.findings(index))
     order = {scope.path: i for i, scope in enumerate(index.scopes)}
-    findings.sort(key=lambda f: (f.code, order.get(f.graph, 0), f.details.get("node_index", 0)))
+    findings.sort(key=lambda f: (f.code, order.get(f.graph, 0), f.match.anchor.index))
     return findings
 
 
-def check_loaded(loaded: model_io.LoadedModel, rules: list[ModuleType], path: str = "<model>") -> CheckResult:
+def check_loaded(loaded: model_io.LoadedModel, rules: list[Rule], path: str = "<model>",
+                 advice: bool = False) -> CheckResult:
+    """Findings on one loaded model; info-level ones only when `advice` is asked for."""
     start = time.perf_counter()
     index = GraphIndex(loaded)
-    findings = run_rules(index, rules)
+    findings = [f for f in run_rules(index, rules) if advice or f.counts]
     kinds = Counter(info.kind.value for info in all_convs(index))
     model = loaded.model
     return CheckResult(
@@ -74,11 +76,16 @@ def check_loaded(loaded: model_io.LoadedModel, rules: list[ModuleType], path: st
     )
 
 
-def check_path(path: str | os.PathLike, rules: list[ModuleType]) -> CheckResult:
-    """Check one file; a SepfixError (bad file) propagates for the caller to report."""
+def check_path(path: str | os.PathLike, rules: list[Rule], advice: bool = False, detach: bool = False) -> CheckResult:
+    """Check one file; a SepfixError (bad file) propagates for the caller to report.
+
+    `detach` drops each finding's match (it holds the model) so the result can cross to
+    another process."""
     start = time.perf_counter()
     loaded = model_io.load_for_check(path)
-    result = check_loaded(loaded, rules, str(path))
+    result = check_loaded(loaded, rules, str(path), advice)
+    if detach:
+        result.findings = [f.detached() for f in result.findings]
     result.seconds = time.perf_counter() - start
     return result
 
@@ -95,5 +102,5 @@ def check(
     """
     rules = select_rules(select, ignore, advice)
     if isinstance(model, onnx.ModelProto):
-        return check_loaded(model_io.from_proto(model), rules).findings
-    return check_path(model, rules).findings
+        return check_loaded(model_io.from_proto(model), rules, advice=advice).findings
+    return check_path(model, rules, advice).findings

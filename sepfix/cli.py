@@ -79,7 +79,6 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
 
     Exit 0 when nothing is found, 1 when something is, 2 when a model cannot be read.
     """
-    import types
     from concurrent.futures import ProcessPoolExecutor
     from contextlib import nullcontext
 
@@ -111,16 +110,14 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
         with progress or nullcontext():
             task = progress.add_task("", total=len(models)) if progress else None
             for path in models:
-                results.append(outcome(path, lambda: check_path(path, rules)))
+                results.append(outcome(path, lambda: check_path(path, rules, advice)))
                 if progress:
                     progress.advance(task)
     else:
-        # Rule modules cannot be pickled; their detect functions (module-level) can.
-        portable = [types.SimpleNamespace(CODE=r.CODE, NAME=r.NAME, detect=r.detect) for r in rules]
         executor = ProcessPoolExecutor(max_workers=workers)
         try:
             # Submit (and so start the workers) before the progress bar starts its thread.
-            futures = [executor.submit(check_path, path, portable) for path in models]
+            futures = [executor.submit(check_path, path, rules, advice, True) for path in models]
             with progress or nullcontext():
                 if progress:
                     task = progress.add_task("", total=len(models))
@@ -156,12 +153,14 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,..",
               help="Shape for an input with dynamic dimensions (repeatable).")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=str), help="An .npz of inputs to validate on too.")
-@click.option("--no-validate", is_flag=True, help="Skip the numerical proof (not recommended).")
+@click.option("--no-validate", is_flag=True,
+              help="Skip the numerical proof: only safe (bit-exact) fixes apply unless --unsafe-fixes.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --no-validate: apply validated fixes too, unproven.")
 @click.option("-q", "--quiet", is_flag=True, help="No spinner on stderr while it works.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
               help="Also write a self-contained HTML report (findings, proof, before/after drawings) here.")
 def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
-           no_validate, quiet, report_path) -> int:
+           no_validate, unsafe_fixes, quiet, report_path) -> int:
     """Rewrite every fixable finding in MODEL, prove it unchanged, write it safely.
 
     Exit 0 when the output was written (a faithful copy when nothing needed fixing), 1 when
@@ -178,9 +177,12 @@ def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, 
         shapes = parse_input_shapes(list(input_shapes))
     if backup and not in_place:
         raise SepfixError("--backup only goes with --in-place")
+    if unsafe_fixes and not no_validate:
+        raise SepfixError("--unsafe-fixes only goes with --no-validate (with the proof, every fix applies)")
     options = RepairOptions(
         select=_split_codes(select), ignore=_split_codes(ignore), validate=not no_validate,
         rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs, keep_stages=bool(report_path),
+        unsafe_fixes=unsafe_fixes,
     )
     from sepfix.terminal import working
 
@@ -204,7 +206,8 @@ def rules(fmt) -> int:
     from sepfix.rules import all_rules
 
     catalogue = [
-        {"code": r.CODE, "name": r.NAME, "summary": r.SUMMARY, "fix_safety": r.FIX_SAFETY}
+        {"code": r.code, "name": r.name, "level": r.level.value, "summary": r.summary,
+         "fix_safety": r.applicability.value}
         for r in all_rules()
     ]
     if fmt == "json":
@@ -212,7 +215,7 @@ def rules(fmt) -> int:
         return 0
     width = max(len(r["name"]) for r in catalogue)
     for r in catalogue:
-        click.echo(f"{r['code']}  {r['name']:<{width}}  {r['fix_safety']:<11}  {r['summary']}")
+        click.echo(f"{r['code']}  {r['name']:<{width}}  {r['level']:<7}  {r['fix_safety']:<11}  {r['summary']}")
     return 0
 
 
@@ -223,10 +226,10 @@ def explain(code) -> int:
     from sepfix.rules import find_rule
 
     rule = find_rule(code)
-    click.echo(f"# {rule.CODE} {rule.NAME}\n\n{rule.SUMMARY}.\n")
-    click.echo(rule.__doc__.strip())
-    click.echo(f"\n## Fix safety class\n{rule.FIX_SAFETY}\n\n## Sources")
-    for source in rule.SOURCES:
+    click.echo(f"# {rule.code} {rule.name}\n\n{rule.summary}.\n")
+    click.echo(rule.doc)
+    click.echo(f"\n## Level\n{rule.level.value}\n\n## Fix safety class\n{rule.applicability.value}\n\n## Sources")
+    for source in rule.sources:
         click.echo(f"- {source}")
     return 0
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Iterator
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sepfix import walk
 from sepfix.errors import SepfixError
 from sepfix.model_io import LoadedModel
-
-# Ops through which a constant stays a constant: sepfix can evaluate them with numpy. Q/DQ is
-# resolved for shapes and values too, but rules must never fold it (explicit quantization).
-FOLDABLE_OPS = ("Identity", "Cast", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
-QUANT_OPS = ("DequantizeLinear", "QuantizeLinear")
+from sepfix.ops import CHANNEL_PRESERVING_OPS, FOLDABLE_OPS, QUANT_OPS
 
 # Shape inference runs on the model proto; past this size it would need to serialize gigabytes.
 _SHAPE_INFERENCE_LIMIT = 512 * 1024 * 1024
@@ -38,7 +36,10 @@ class Node:
 
     @property
     def op(self) -> str:
-        return self.node.op_type
+        """The op type; qualified by its domain unless it is an ai.onnx op (`com.microsoft.FusedConv`
+        is not a Conv)."""
+        domain = self.node.domain
+        return self.node.op_type if domain in ("", "ai.onnx") else f"{domain}.{self.node.op_type}"
 
     @property
     def label(self) -> str:
@@ -118,24 +119,34 @@ class Scope:
         return None
 
 
+class Source(str, Enum):
+    """Where a conv's weight (or bias) comes from."""
+
+    INITIALIZER = "initializer"  # a plain constant
+    CONSTANT_NODE = "constant_node"
+    GRAPH_INPUT_INITIALIZER = "graph_input_initializer"  # also a graph input: overridable at run time
+    FOLDED = "folded"  # a constant passed through foldable ops (`chain`)
+    QUANTIZED = "quantized"  # a constant through Q/DQ, possibly with foldable ops
+    GRAPH_INPUT = "graph_input"  # a true runtime input
+    RUNTIME = "runtime"  # anything else
+
+
+CONSTANT_SOURCES = frozenset({Source.INITIALIZER, Source.CONSTANT_NODE, Source.GRAPH_INPUT_INITIALIZER,
+                              Source.FOLDED, Source.QUANTIZED})
+
+
 @dataclass
 class WeightSource:
-    """Where a conv's weight (or bias) comes from, as far as the index can tell.
+    """Where a conv's weight (or bias) comes from, as far as the index can tell."""
 
-    kind: "initializer" (plain constant), "constant_node", "graph_input_initializer" (an
-    initializer also listed as a graph input: overridable at run time), "folded" (a constant
-    passed through `chain`, foldable ops only), "quantized" (a constant through Q/DQ, possibly
-    with foldable ops), "graph_input" (a true runtime input) or "runtime" (anything else).
-    """
-
-    kind: str
+    kind: Source
     chain: list[Node] = field(default_factory=list)
     root: str = ""
     shape: tuple | None = None
 
     @property
     def is_constant(self) -> bool:
-        return self.kind in ("initializer", "constant_node", "graph_input_initializer", "folded", "quantized")
+        return self.kind in CONSTANT_SOURCES
 
 
 class GraphIndex:
@@ -203,14 +214,13 @@ class GraphIndex:
             for name in proto.input:
                 if name:
                     scope.consumers[name].append(node)
-            for attribute in proto.attribute:
-                for k, sub in enumerate(_subgraphs_of(attribute)):
-                    suffix = attribute.name if attribute.type == onnx.AttributeProto.GRAPH else f"{attribute.name}[{k}]"
-                    self._add_graph(sub, f"{scope.path}/{node.label}.{suffix}", parent=scope,
-                                    address=scope.address + ((i, attribute.name, k),))
-                    # Names the subgraph reads from outer scopes count as consumed by the node.
-                    for outer_name in _free_names(sub):
-                        scope.consumers[outer_name].append(node)
+            for attribute, k, sub in walk.subgraphs(proto):
+                suffix = attribute.name if attribute.type == onnx.AttributeProto.GRAPH else f"{attribute.name}[{k}]"
+                self._add_graph(sub, f"{scope.path}/{node.label}.{suffix}", parent=scope,
+                                address=scope.address + ((i, attribute.name, k),))
+                # Names the subgraph reads from outer scopes count as consumed by the node.
+                for outer_name in _free_names(sub):
+                    scope.consumers[outer_name].append(node)
 
     def _check_opset(self) -> None:
         """Operator schemas type the attributes rules read: they need a valid ai.onnx opset."""
@@ -293,35 +303,35 @@ class GraphIndex:
             tensor = scope.lookup_initializer(current)
             if tensor is not None:
                 if quantized:
-                    kind = "quantized"
+                    kind = Source.QUANTIZED
                 elif chain:
-                    kind = "folded"
+                    kind = Source.FOLDED
                 elif scope.is_graph_input(current):
-                    kind = "graph_input_initializer"
+                    kind = Source.GRAPH_INPUT_INITIALIZER
                 else:
-                    kind = "initializer"
+                    kind = Source.INITIALIZER
                 return WeightSource(kind, chain[::-1], current, self.constant_shape(scope, name))
             producer = scope.lookup_producer(current)
             if producer is None:
-                kind = "graph_input" if scope.is_graph_input(current) and not chain else "runtime"
+                kind = Source.GRAPH_INPUT if scope.is_graph_input(current) and not chain else Source.RUNTIME
                 return WeightSource(kind, chain[::-1], current, scope.shape(name))
             if producer.op == "Constant":
                 if quantized:
-                    kind = "quantized"
+                    kind = Source.QUANTIZED
                 else:
-                    kind = "folded" if chain else "constant_node"
+                    kind = Source.FOLDED if chain else Source.CONSTANT_NODE
                 return WeightSource(kind, chain[::-1], current, self.constant_shape(scope, name))
             if producer.op == "Cast" and producer.attr("to") not in _NUMERIC_TYPES:
-                return WeightSource("runtime", [], current, scope.shape(name))  # never folded
+                return WeightSource(Source.RUNTIME, [], current, scope.shape(name))  # never folded
             if producer.op in FOLDABLE_OPS or producer.op in QUANT_OPS:
                 quantized = quantized or producer.op in QUANT_OPS
                 if not all(self.is_constant(scope, extra) for extra in producer.node.input[1:] if extra):
-                    return WeightSource("runtime", [], current, scope.shape(name))
+                    return WeightSource(Source.RUNTIME, [], current, scope.shape(name))
                 chain.append(producer)
                 current = producer.input(0)
                 continue
-            return WeightSource("runtime", [], current, scope.shape(name))
-        return WeightSource("runtime", [], current, scope.shape(name))
+            return WeightSource(Source.RUNTIME, [], current, scope.shape(name))
+        return WeightSource(Source.RUNTIME, [], current, scope.shape(name))
 
     def is_constant(self, scope: Scope, name: str) -> bool:
         """True for an initializer or a Constant node's output (no folding)."""
@@ -372,7 +382,7 @@ class GraphIndex:
             return None
         if producer.op == "Constant":
             return _constant_node_value(producer)
-        if producer.op not in FOLDABLE_OPS + ("DequantizeLinear",):
+        if producer.op not in FOLDABLE_OPS and producer.op != "DequantizeLinear":
             return None
         inputs = [self.constant_value(scope, n) if n else None for n in producer.node.input]
         if inputs[0] is None:
@@ -409,7 +419,7 @@ class GraphIndex:
         if producer.op == "BatchNormalization":
             scale = self.constant_shape(scope, producer.input(1))
             return scale[0] if scale and isinstance(scale[0], int) else None
-        if producer.op in _CHANNEL_PRESERVING:
+        if producer.op in CHANNEL_PRESERVING_OPS:
             return self.channels(scope, producer.input(0), depth - 1)
         if producer.op == "Concat" and producer.attr("axis") == 1:
             parts = [self.channels(scope, n, depth - 1) for n in producer.node.input]
@@ -417,13 +427,6 @@ class GraphIndex:
         return None
 
 
-_CHANNEL_PRESERVING = (
-    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "Gelu", "Tanh",
-    "Elu", "Selu", "Mish", "Softplus", "Identity", "Dropout", "BatchNormalization",
-    "InstanceNormalization", "Add", "Mul", "Sub", "Div", "MaxPool", "AveragePool",
-    "GlobalAveragePool", "GlobalMaxPool", "Pad", "Resize", "Upsample", "QuantizeLinear",
-    "DequantizeLinear", "Cast",
-)
 
 
 _SMALL_TENSOR = 4096  # bytes: small constants (Reshape targets ...) stay, shape inference reads them
@@ -530,14 +533,6 @@ def _dims_of(value: onnx.ValueInfoProto) -> tuple | None:
     return tuple(dims)
 
 
-def _subgraphs_of(attribute: onnx.AttributeProto) -> list[onnx.GraphProto]:
-    if attribute.type == onnx.AttributeProto.GRAPH:
-        return [attribute.g]
-    if attribute.type == onnx.AttributeProto.GRAPHS:
-        return list(attribute.graphs)
-    return []
-
-
 def _free_names(graph: onnx.GraphProto) -> set[str]:
     """Names a subgraph reads but does not define: they come from enclosing scopes."""
     defined = {t.name for t in graph.initializer} | {v.name for v in graph.input}
@@ -545,9 +540,8 @@ def _free_names(graph: onnx.GraphProto) -> set[str]:
     for node in graph.node:
         used.update(n for n in node.input if n)
         defined.update(n for n in node.output if n)
-        for attribute in node.attribute:
-            for sub in _subgraphs_of(attribute):
-                used |= _free_names(sub)
+        for _, _, sub in walk.subgraphs(node):
+            used |= _free_names(sub)
     used.update(v.name for v in graph.output)
     return used - defined
 

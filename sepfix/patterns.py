@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator
 
-from sepfix.graph import GraphIndex, Node, Scope, WeightSource
+from sepfix.graph import GraphIndex, Node, Scope, Source, WeightSource
+from sepfix.ops import BLOCK_PASSTHROUGH_OPS
 
 
 class ConvKind(str, Enum):
@@ -109,6 +110,20 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def spatial_attrs(node: Node, rank: int) -> dict:
+    """strides, dilations and pads of a conv with ONNX defaults filled in."""
+    return {
+        "strides": list(node.attr("strides") or [1] * rank),
+        "dilations": list(node.attr("dilations") or [1] * rank),
+        "pads": list(node.attr("pads") or [0] * (2 * rank)),
+        "auto_pad": _text(node.attr("auto_pad", "NOTSET")),
+    }
+
+
+def has_constant_weight(info: "ConvInfo") -> bool:
+    return info.weight.kind not in (Source.GRAPH_INPUT, Source.RUNTIME)
+
+
 def classify(info: ConvInfo) -> ConvKind:
     shape = info.weight_shape
     if shape is None or len(shape) < 3:
@@ -146,11 +161,6 @@ def all_convs(index: GraphIndex) -> list[ConvInfo]:
     return index.cache["convs"]
 
 
-# Ops a depthwise output may pass through on its way to the pointwise conv of the same block.
-_BLOCK_PASSTHROUGH = (
-    "BatchNormalization", "Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "PRelu",
-    "Gelu", "Sigmoid", "Tanh", "Elu", "Selu", "Mish", "Softplus", "Identity", "Dropout",
-)
 # Gates: x * f(x) (swish, hard-swish, squeeze-excitation). The side branch starts from x.
 _GATE_OPS = ("Mul",)
 
@@ -224,7 +234,7 @@ def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[l
             info = by_node.get(id(user.node))
             if info is not None and user.input(0) == tensor:
                 return (between, user) if info.kind is ConvKind.POINTWISE and not info.transposed else None
-            if user.op in _BLOCK_PASSTHROUGH or _is_bias_add(index, user, tensor):
+            if user.op in BLOCK_PASSTHROUGH_OPS or _is_bias_add(index, user, tensor):
                 between.append(user)
                 tensor = user.node.output[0]
                 continue

@@ -26,9 +26,10 @@ from sepfix.atomic import atomic_path
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
 from sepfix.rewrite import AppliedFix, Rewrite, run_passes
-from sepfix.rules import select_rules
+from sepfix.rules import Applicability, select_rules
 
 _EXTERNAL_THRESHOLD = 1024
+_RULES = {rule.code: rule for rule in select_rules(advice=True)}
 
 
 @dataclass
@@ -42,6 +43,12 @@ class RepairOptions:
     inputs: str | None = None  # an .npz of user inputs
     seed: int = 0
     keep_stages: bool = False  # keep the model after each fix pass (for the HTML report)
+    unsafe_fixes: bool = False  # without validation, apply validated fixes too
+
+    @property
+    def safe_only(self) -> bool:
+        """Without the proof only bit-exact fixes apply, unless the user asked otherwise."""
+        return not self.validate and not self.unsafe_fixes
 
 
 @dataclass
@@ -69,10 +76,31 @@ class RepairReport:
         return bool(self.fixes)
 
     @property
+    def left(self) -> list[Finding]:
+        """Findings still in the model that fail a check (info-level ones do not)."""
+        return [f for f in self.remaining if f.counts]
+
+    @property
+    def held_back(self) -> list[Finding]:
+        """Fixable findings left because they need the proof and it was skipped."""
+        options = self.options
+        return [f for f in self.left if f.fixable and options is not None and options.safe_only]
+
+    @property
     def exit_code(self) -> int:
         if self.validation is not None and not self.validation.passed:
             return 1
-        return 0
+        return 1 if self.left else 0
+
+    @property
+    def verdict(self) -> str:
+        if self.exit_code and (self.validation is not None and not self.validation.passed or not self.fixes):
+            return "FAILED"
+        if self.left:
+            return "PARTIAL"
+        if self.fixes and self.validation is None:
+            return "UNVALIDATED"
+        return "PASSED"
 
     def to_dict(self) -> dict:
         return {
@@ -83,7 +111,9 @@ class RepairReport:
             "changed": self.changed,
             "fixes": [f.to_dict() for f in self.fixes],
             "remaining": [f.to_dict() for f in self.remaining],
+            "held_back": [f.to_dict() for f in self.held_back],
             "validation": self.validation.to_dict() if self.validation is not None else None,
+            "verdict": self.verdict,
             "message": self.message,
             "seconds": round(self.seconds, 4),
             "exit_code": self.exit_code,
@@ -92,11 +122,16 @@ class RepairReport:
     def to_text(self) -> str:
         lines = [f"{self.input}: {f.code} {f.name} at {f.node if f.graph == 'main' else f.graph + '/' + f.node}: "
                  f"{f.description}" for f in self.fixes]
-        for f in self.remaining:
-            lines.append(f"{self.input}: {f.location}: {f.code} {f.name} not repaired: {f.message}")
+        held = {id(f) for f in self.held_back}
+        for f in self.left:
+            why = ("needs the numerical proof: drop --no-validate, or add --unsafe-fixes" if id(f) in held
+                   else f.message)
+            lines.append(f"{self.input}: {f.location}: {f.code} {f.name} not repaired: {why}")
         if self.validation is not None:
             lines.append(_validation_text(self.validation))
-        verdict = "FAILED" if self.exit_code else "PASSED"
+        elif self.fixes:
+            lines.append("not validated (--no-validate): no proof that the repaired model computes the same")
+        verdict = self.verdict
         where = "would write" if self.dry_run else ("wrote" if self.written else "wrote nothing")
         target = f" {self.output}" if self.output and (self.written or self.dry_run) else ""
         count = len(self.fixes)
@@ -119,7 +154,13 @@ def _validation_text(validation) -> str:
 
 def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> Rewrite:
     """Rewrite in memory: the repaired model, the fixes, and the findings left after them."""
-    return run_passes(model, select_rules(options.select, options.ignore), keep_stages=options.keep_stages)
+    applies = _safe_fix if options.safe_only else None
+    return run_passes(model, select_rules(options.select, options.ignore), keep_stages=options.keep_stages,
+                      applies=applies)
+
+
+def _safe_fix(finding: Finding) -> bool:
+    return finding.match is not None and _RULES[finding.code].applicability is Applicability.SAFE
 
 
 def _validate(original, candidate, options: RepairOptions):
@@ -179,6 +220,10 @@ def repair_file(
                           remaining=result.remaining, dry_run=dry_run,
                           original_model=original, repaired_model=repaired, options=options,
                           stages=result.stages)
+    if not fixes and report.left:
+        report.message = "nothing sepfix can apply: nothing written"
+        report.seconds = time.perf_counter() - start
+        return report
     if not fixes:
         report.message = "nothing to repair"
         if not dry_run and target is not None and not in_place:

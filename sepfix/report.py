@@ -11,7 +11,7 @@ from sepfix.rules import all_rules
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/sepfix/sepfix"
-_SARIF_LEVEL = {"error": "error", "warning": "warning", "note": "note"}
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
 def render(results: list[CheckResult], fmt: str, color: bool = False) -> str:
@@ -67,7 +67,7 @@ def render_text(results: list[CheckResult], color: bool = False) -> str:
     for result in results:
         for f in result.findings:  # unreadable models: the CLI printed their one-line error
             mark = " [*]" if f.fixable else ""
-            code_color = "cyan" if f.code.startswith("ADV") else "red"
+            code_color = "cyan" if not f.counts else "red"
             lines.append(
                 f"{style(result.path, bold=True)}: {f.location}: {style(f.code, fg=code_color, bold=True)}"
                 f"{mark} {f.name}: {f.message}"
@@ -92,7 +92,7 @@ def render_json(results: list[CheckResult], color: bool = False) -> str:
 
 def render_sarif(results: list[CheckResult], color: bool = False) -> str:
     rules = all_rules()
-    rule_index = {rule.CODE: i for i, rule in enumerate(rules)}
+    rule_index = {rule.code: i for i, rule in enumerate(rules)}
     sarif_results = []
     notifications = []
     for result in results:
@@ -139,13 +139,13 @@ def render_sarif(results: list[CheckResult], color: bool = False) -> str:
 
 def _sarif_rule(rule) -> dict:
     return {
-        "id": rule.CODE,
-        "name": rule.NAME,
-        "shortDescription": {"text": rule.SUMMARY},
-        "fullDescription": {"text": rule.SUMMARY},
-        "help": {"text": rule.__doc__.strip(), "markdown": rule.__doc__.strip()},
-        "defaultConfiguration": {"level": "note" if rule.CODE.startswith("ADV") else "warning"},
-        "properties": {"fixSafety": rule.FIX_SAFETY},
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": rule.summary},
+        "fullDescription": {"text": rule.summary},
+        "help": {"text": rule.doc, "markdown": rule.doc},
+        "defaultConfiguration": {"level": _SARIF_LEVEL[rule.level.value]},
+        "properties": {"fixSafety": rule.applicability.value, "level": rule.level.value},
     }
 
 
@@ -157,7 +157,7 @@ def render_github(results: list[CheckResult], color: bool = False) -> str:
             lines.append(f"::error file={_escape_property(result.path)},title=sepfix::{_escape_data(result.error)}")
             continue
         for f in result.findings:
-            level = {"error": "error", "note": "notice"}.get(f.severity, "warning")
+            level = {"error": "error", "info": "notice"}.get(f.severity, "warning")
             title = f"{f.code} {f.name}"
             text = f"{f.location}: {f.message}" + (" (fixable with sepfix repair)" if f.fixable else "")
             lines.append(

@@ -1,26 +1,28 @@
-"""Apply rule fixes to a model with onnx-graphsurgeon, pass after pass, until nothing is left.
+"""Apply rule rewrites to a model with onnx-graphsurgeon, pass after pass, until nothing is left.
 
-Each pass detects on the current model, resolves every fixable finding to its graphsurgeon node
-before anything changes (positions are stable until cleanup), applies one fix per node, then
-cleans up, sorts and exports. Fixes can uncover others (folding a Transpose'd weight shows it
-was dense-depthwise), so passes repeat until no fix applies. What graphsurgeon drops on the way
-(model and node doc strings, metadata, graph inputs that are also initializers) is put back.
+Each pass matches on the current model's view, resolves every role of every fixable match to
+its graphsurgeon node before anything changes (positions are stable until cleanup), rewrites
+one match per node, then cleans up, sorts and exports. Rewrites can uncover other matches
+(folding a Transpose'd weight shows it was dense-depthwise), so passes repeat until none
+applies. What graphsurgeon drops on the way (model and node doc strings, metadata, graph
+inputs that are also initializers) is put back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from sepfix import model_io
+from sepfix import model_io, walk
 from sepfix.checker import run_rules
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
-from sepfix.graph import GraphIndex, Scope
+from sepfix.graph import GraphIndex
+from sepfix.names import NameSource
+from sepfix.rules.base import Match, Rule
 
 MAX_PASSES = 6
 RULE_TAG = "sepfix.rule"
@@ -47,39 +49,44 @@ class AppliedFix:
 
 
 class FixContext:
-    """What a rule's fix may use: values from the detection index, unique names, new tensors.
+    """What a rule's rewrite may use: the graphsurgeon nodes its match bound, constant values
+    read through the same view the match came from, and fresh names.
 
-    Fixes never edit a constant in place: they make a new one, so a weight shared with another
-    node is effectively cloned before it changes.
+    Rewrites never edit a constant in place: they make a new one, so a weight shared with
+    another node is effectively cloned before it changes.
     """
 
-    def __init__(self, index: GraphIndex, scope: Scope, graph: gs.Graph, finding: Finding, names: set[str]):
+    def __init__(self, index: GraphIndex, match: Match, graph: gs.Graph, located: dict, names: NameSource):
         self.index = index
-        self.scope = scope
+        self.match = match
+        self.scope = match.anchor.scope
         self.graph = graph
-        self.finding = finding
+        self._located = located  # role -> gs node (or list), resolved before any edit
         self._names = names
-        self.created: list[str] = []
-        self.touched: list[str] = []
+        self.created: list[gs.Node] = []
+        self.touched: list[gs.Node] = []
         self.removed_inputs: set[str] = set()
 
-    def value(self, tensor: gs.Tensor) -> np.ndarray:
-        """The constant value of a tensor as the detection index resolved it (chains folded)."""
-        if isinstance(tensor, gs.Constant):
-            return np.asarray(tensor.values)
-        value = self.index.constant_value(self.scope, tensor.name)
+    @property
+    def anchor(self) -> gs.Node:
+        return self._located[_ANCHOR]
+
+    def role(self, name: str):
+        """The graphsurgeon node (or list of nodes) the match bound to `name`."""
+        return self._located[name]
+
+    def value(self, name: str) -> np.ndarray:
+        """The constant value of a tensor the match bound (chains folded by the view)."""
+        value = self.index.constant_value(self.scope, name)
         if value is None:
-            raise ValueError(f"{tensor.name} is not a constant")  # detection promised it was
+            raise ValueError(f"{name} is not a constant")  # the match promised it was
         return value
 
+    def dtype(self, name: str) -> np.dtype:
+        return self.value(name).dtype
+
     def unique(self, base: str) -> str:
-        name = base
-        counter = 1
-        while name in self._names:
-            name = f"{base}_{counter}"
-            counter += 1
-        self._names.add(name)
-        return name
+        return self._names(base)
 
     def constant(self, base: str, values: np.ndarray) -> gs.Constant:
         return gs.Constant(self.unique(base), np.ascontiguousarray(values))
@@ -90,16 +97,19 @@ class FixContext:
     def node(self, op: str, base: str, inputs, outputs, attrs=None) -> gs.Node:
         node = gs.Node(op=op, name=self.unique(base), attrs=attrs or {}, inputs=inputs, outputs=outputs)
         self.graph.nodes.append(node)
-        self.created.append(node.name)
+        self.created.append(node)
         return node
 
     def touch(self, node: gs.Node) -> None:
         """Mark an existing node as rewritten, so it carries the rule's tag."""
-        self.touched.append(node.name)
+        self.touched.append(node)
 
 
-def resolve_graph(root: gs.Graph, address) -> gs.Graph:
-    """The graphsurgeon graph (main, subgraph or function) a finding's address points at."""
+_ANCHOR = "__anchor__"
+
+
+def _graph_at(root: gs.Graph, address) -> gs.Graph:
+    """The graphsurgeon graph (main, subgraph or function) at a view scope's address."""
     graph = root
     for step in address:
         if step[0] == "function":
@@ -111,74 +121,76 @@ def resolve_graph(root: gs.Graph, address) -> gs.Graph:
     return graph
 
 
-def all_names(model: onnx.ModelProto) -> set[str]:
-    names: set[str] = set()
-
-    def visit(graph: onnx.GraphProto) -> None:
-        names.update(t.name for t in graph.initializer)
-        names.update(v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info))
-        for node in graph.node:
-            names.add(node.name)
-            names.update(node.input)
-            names.update(node.output)
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    visit(attribute.g)
-                for sub in attribute.graphs:
-                    visit(sub)
-
-    visit(model.graph)
-    for function in model.functions:
-        for node in function.node:
-            names.add(node.name)
-            names.update(node.input)
-            names.update(node.output)
-    names.discard("")
-    return names
+def _locate(root: gs.Graph, match: Match) -> tuple[gs.Graph, dict]:
+    """Every role of a match as graphsurgeon nodes, resolved by position before any edit."""
+    graph = _graph_at(root, match.anchor.scope.address)
+    located = {_ANCHOR: graph.nodes[match.anchor.index]}
+    for role, value in match.roles.items():
+        located[role] = [graph.nodes[n.index] for n in value] if isinstance(value, list) else graph.nodes[value.index]
+    return graph, located
 
 
-def fix_pass(model: onnx.ModelProto, rules: list[ModuleType], pass_number: int = 1) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
-    """Detect on `model` and apply every fixable finding that does not overlap another.
+def _labels(match: Match, located: dict) -> dict[int, str]:
+    """The view label of every located node, by graphsurgeon node identity."""
+    labels = {id(located[_ANCHOR]): match.anchor.label}
+    for role, value in match.roles.items():
+        nodes = value if isinstance(value, list) else [value]
+        found = located[role] if isinstance(value, list) else [located[role]]
+        labels.update({id(g): n.label for n, g in zip(nodes, found)})
+    return labels
 
-    Returns the new model, the fixes, and every finding detected on `model` (when no fix
-    applied, those are what is left: nobody needs to detect on that model again)."""
-    loaded = model_io.from_proto(model)
-    index = GraphIndex(loaded)
+
+def fix_pass(model: onnx.ModelProto, rules: list[Rule], pass_number: int = 1,
+             applies=None) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
+    """Match on `model` and rewrite every fixable finding that does not overlap another.
+
+    `applies(finding)` may hold fixes back (a repair without the proof applies safe ones only).
+    Returns the new model, the fixes, and every finding matched on `model` (when no fix
+    applied, those are what is left: nobody needs to match on that model again)."""
+    index = GraphIndex(model_io.from_proto(model))
     detected = run_rules(index, rules)
-    findings = [f for f in detected if f.fixable]
+    findings = [f for f in detected if f.fixable and (applies is None or applies(f))]
     if not findings:
         return model, [], detected
     empty = _empty_list_attribute(model)
     if empty:
         raise SepfixError(f"{empty} with no values: sepfix cannot rewrite such a model (graphsurgeon would "
                           "write the attribute without its type)")
-    by_code = {rule.CODE: rule for rule in rules}
-    scopes = {scope.path: scope for scope in index.scopes}
+    by_code = {rule.code: rule for rule in rules}
     root = gs.import_onnx(model)
-    names = all_names(model)
-    located = []
-    for finding in findings:
-        graph = resolve_graph(root, finding.details["graph_address"])
-        located.append((finding, graph, graph.nodes[finding.details["node_index"]]))
+    names = NameSource.for_model(model)
+    located = [(finding, *_locate(root, finding.match)) for finding in findings]
     applied: list[AppliedFix] = []
-    busy: set[str] = set()
-    tags: dict[str, str] = {}  # node name -> "CODE name" of the rule that made or changed it
+    busy: set[tuple] = set()
+    tagged: dict[int, tuple[gs.Node, str]] = {}  # id(gs node) -> (node, "CODE name")
     removed_inputs: set[str] = set()
-    for finding, graph, node in located:
-        spanned = set(finding.nodes) | {finding.node}
+    for finding, graph, nodes in located:
+        spanned = {(n.scope.path, n.index) for n in finding.match.nodes()}
         if spanned & busy:
             continue  # overlaps a fix made in this pass: the next pass sees it afresh
-        context = FixContext(index, scopes[finding.graph], graph, finding, names)
-        description = by_code[finding.code].fix(context, node)
+        context = FixContext(index, finding.match, graph, nodes, names)
+        description = by_code[finding.code].rewrite(context, finding.match)
         busy |= spanned
+        labels = _labels(finding.match, nodes)
         applied.append(AppliedFix(finding.code, finding.name, finding.node, finding.graph, description,
-                                  context.created, context.touched, list(finding.nodes), pass_number))
-        tags.update({name: f"{finding.code} {finding.name}" for name in context.created + context.touched})
+                                  [n.name for n in context.created],
+                                  [labels.get(id(n), n.name) for n in context.touched],
+                                  list(finding.nodes), pass_number))
+        tag = f"{finding.code} {finding.name}"
+        tagged.update({id(n): (n, tag) for n in context.created + context.touched})
         removed_inputs |= context.removed_inputs
+    # Tags follow the node, not its name: an unnamed node carries a placeholder through export.
+    tags: dict[str, str] = {}
+    placeholders: set[str] = set()
+    for node, tag in tagged.values():
+        if not node.name:
+            node.name = names("sepfix_unnamed")
+            placeholders.add(node.name)
+        tags[node.name] = tag
     for graph in [root] + list(root.functions):
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
     repaired = gs.export_onnx(root, do_type_check=False)
-    restore(model, repaired, tags, removed_inputs)
+    restore(model, repaired, tags, removed_inputs, placeholders)
     return repaired, applied, detected
 
 
@@ -188,22 +200,15 @@ _LIST_TYPES = (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.Attrib
 
 def _empty_list_attribute(model: onnx.ModelProto) -> str | None:
     """The first "node 'X' has attribute 'a'" whose list is empty, anywhere in the model."""
-
-    def visit(nodes) -> str | None:
-        for node in nodes:
-            for attribute in node.attribute:
-                if attribute.type in _LIST_TYPES and not onnx.helper.get_attribute_value(attribute):
-                    return f"node {node.name or node.op_type!r} has attribute {attribute.name!r}"
-                for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
-                    found = visit(sub.node)
-                    if found:
-                        return found
-        return None
-
-    return visit(model.graph.node) or next(filter(None, (visit(f.node) for f in model.functions)), None)
+    for node in walk.nodes(model):
+        for attribute in node.attribute:
+            if attribute.type in _LIST_TYPES and not onnx.helper.get_attribute_value(attribute):
+                return f"node {node.name or node.op_type!r} has attribute {attribute.name!r}"
+    return None
 
 
-def restore(original: onnx.ModelProto, repaired: onnx.ModelProto, tags: dict[str, str], removed_inputs: set[str]) -> None:
+def restore(original: onnx.ModelProto, repaired: onnx.ModelProto, tags: dict[str, str], removed_inputs: set[str],
+            placeholders: set[str] = frozenset()) -> None:
     """Put back what graphsurgeon does not carry, and tag the nodes sepfix made or changed."""
     repaired.ir_version = original.ir_version
     del repaired.opset_import[:]
@@ -215,9 +220,9 @@ def restore(original: onnx.ModelProto, repaired: onnx.ModelProto, tags: dict[str
     repaired.graph.name = original.graph.name
     repaired.graph.doc_string = original.graph.doc_string
     _restore_inputs(original.graph, repaired.graph, removed_inputs)
-    _restore_nodes(original.graph, repaired.graph, tags, repaired.ir_version)
+    _restore_nodes(original.graph, repaired.graph, tags, repaired.ir_version, placeholders)
     for old, new in zip(original.functions, repaired.functions):
-        _restore_nodes(old, new, tags, repaired.ir_version)
+        _restore_nodes(old, new, tags, repaired.ir_version, placeholders)
 
 
 def _restore_inputs(original: onnx.GraphProto, repaired: onnx.GraphProto, removed: set[str]) -> None:
@@ -236,7 +241,7 @@ def _restore_inputs(original: onnx.GraphProto, repaired: onnx.GraphProto, remove
     repaired.input.extend(inputs)
 
 
-def _restore_nodes(original, repaired, tags: dict[str, str], ir_version: int) -> None:
+def _restore_nodes(original, repaired, tags: dict[str, str], ir_version: int, placeholders) -> None:
     old_nodes = {n.name: n for n in original.node if n.name}
     for node in repaired.node:
         old = old_nodes.get(node.name)
@@ -251,23 +256,14 @@ def _restore_nodes(original, repaired, tags: dict[str, str], ir_version: int) ->
                 node.metadata_props.add(key=RULE_TAG, value=tag)
             else:  # node metadata_props needs IR 10; older models get the tag in doc_string
                 node.doc_string = (node.doc_string + "\n" if node.doc_string else "") + f"{RULE_TAG}: {tag}"
-        for attribute, old_attribute in _subgraph_pairs(node, old):
-            _restore_nodes(old_attribute, attribute, tags, ir_version)
-
-
-def _subgraph_pairs(node: onnx.NodeProto, old: onnx.NodeProto | None):
-    if old is None:
-        return []
-    old_graphs = {a.name: a for a in old.attribute}
-    pairs = []
-    for attribute in node.attribute:
-        before = old_graphs.get(attribute.name)
-        if before is None:
+        if node.name in placeholders:
+            node.name = ""
+        if old is None:
             continue
-        if attribute.type == onnx.AttributeProto.GRAPH:
-            pairs.append((attribute.g, before.g))
-        pairs.extend(zip(attribute.graphs, before.graphs))
-    return pairs
+        before = {(a.name, k): g for a, k, g in walk.subgraphs(old)}
+        for attribute, position, graph in walk.subgraphs(node):
+            if (attribute.name, position) in before:
+                _restore_nodes(before[(attribute.name, position)], graph, tags, ir_version, placeholders)
 
 
 @dataclass
@@ -285,12 +281,12 @@ class Rewrite:
     stages: list[onnx.ModelProto] = field(default_factory=list)
 
 
-def run_passes(model: onnx.ModelProto, rules: list[ModuleType], keep_stages: bool = False) -> Rewrite:
+def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = False, applies=None) -> Rewrite:
     """Fix passes until none applies; the model is unchanged (same object) if none did."""
     applied: list[AppliedFix] = []
     stages = [model] if keep_stages else []
     for number in range(1, MAX_PASSES + 1):
-        model, fixes, detected = fix_pass(model, rules, number)
+        model, fixes, detected = fix_pass(model, rules, number, applies)
         if not fixes:
             return Rewrite(model, applied, detected, stages)
         applied.extend(fixes)
@@ -299,7 +295,7 @@ def run_passes(model: onnx.ModelProto, rules: list[ModuleType], keep_stages: boo
     return Rewrite(model, applied, run_rules(GraphIndex(model_io.from_proto(model)), rules), stages)
 
 
-def rewrite(model: onnx.ModelProto, rules: list[ModuleType]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
+def rewrite(model: onnx.ModelProto, rules: list[Rule]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
     """`run_passes` for callers that want only the model and the fixes."""
     result = run_passes(model, rules)
     return result.model, result.fixes

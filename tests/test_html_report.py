@@ -207,7 +207,7 @@ def test_names_are_escaped_and_fixes_in_subgraphs_are_drawn():
         if node.op_type == "Conv" and node.name.endswith("dw_conv"):
             node.name = hostile
     wrapped = builders.in_if_branch(model)
-    _, report = repair(wrapped, validate=False)
+    _, report = repair(wrapped, validate=False, unsafe_fixes=True)
     [fix] = report.fixes
     assert fix.graph == "main/branch.then_branch"
     page = html_report.render_repair_report(report)
@@ -222,7 +222,7 @@ def test_names_are_escaped_and_fixes_in_subgraphs_are_drawn():
 
 def test_wide_layers_are_collapsed_and_big_drawings_clipped(monkeypatch):
     model = mangle.split_depthwise(builders.separable_block(c_in=64))
-    _, report = repair(model, validate=False)
+    _, report = repair(model, validate=False, unsafe_fixes=True)
     [fix] = report.fixes
     assert fix.code == "SEP005" and len(fix.replaced) == 66
     page = html_report.render_repair_report(report)
@@ -235,7 +235,7 @@ def test_wide_layers_are_collapsed_and_big_drawings_clipped(monkeypatch):
     assert boxes <= html_report.MAX_PER_LAYER + 6
 
     monkeypatch.setattr(html_report, "MAX_NODES", 3)
-    _, report = repair(several_fixes_model(), validate=False)
+    _, report = repair(several_fixes_model(), validate=False, unsafe_fixes=True)
     page = html_report.render_repair_report(report)
     assert "Clipped:" in page and "at most 3 per drawing" in page
     for svg in re.findall(r"<svg.*?</svg>", page, re.S):

@@ -26,12 +26,12 @@ def test_rule_docs_are_current():
     assert done.returncode == 0, f"docs/rules is stale; run `python scripts/gen_rule_docs.py`\n{done.stderr}"
 
 
-@pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.CODE)
+@pytest.mark.parametrize("rule", all_rules(), ids=lambda r: r.code)
 def test_rule_docstring_has_the_sections(rule):
-    sections = re.findall(r"^## (.+?)\s*$", rule.__doc__ or "", re.M)
+    sections = re.findall(r"^## (.+?)\s*$", rule.doc, re.M)
     missing = [s for s in REQUIRED if s not in sections]
-    assert not missing, f"{rule.CODE} docstring lacks sections {missing}"
-    assert rule.SOURCES and rule.SUMMARY and rule.FIX_SAFETY
+    assert not missing, f"{rule.code} docstring lacks sections {missing}"
+    assert rule.sources and rule.summary and rule.level and rule.applicability
 
 
 def test_check_mode_sees_stale_missing_and_leftover_pages(tmp_path):
@@ -39,10 +39,10 @@ def test_check_mode_sees_stale_missing_and_leftover_pages(tmp_path):
     assert gen("--out", str(tmp_path)).returncode == 0
     assert gen("--check", "--out", str(tmp_path)).returncode == 0
     pages = {p.name for p in tmp_path.iterdir()}
-    assert pages == {f"{r.CODE}.md" for r in all_rules()} | {"README.md"}
+    assert pages == {f"{r.code}.md" for r in all_rules()} | {"README.md"}
     first = all_rules()[0]
-    page = tmp_path / f"{first.CODE}.md"
-    assert page.read_text().startswith(f"# {first.CODE} {first.NAME}\n")
+    page = tmp_path / f"{first.code}.md"
+    assert page.read_text().startswith(f"# {first.code} {first.name}\n")
     page.write_text(page.read_text() + "edited by hand\n")
     assert gen("--check", "--out", str(tmp_path)).returncode == 1
     gen("--out", str(tmp_path))

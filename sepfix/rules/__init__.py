@@ -1,60 +1,49 @@
-"""The rule catalogue: one module per rule, listed here in code order.
+"""The rule catalogue: every module here named `sepNNN_name` or `advNNN_name` is a rule.
 
-A rule module has CODE, NAME, SUMMARY, FIX_SAFETY ("safe": bit-exact rewrite, or "validated":
-may move the last bits, proven by the validator), SOURCES (real-world reports), a module
-docstring that is its documentation, `detect(index) -> Iterable[Finding]` and
-`fix(graph, finding) -> str` (the rewrite, describing what it changed).
+Adding a rule is adding its module (see `base.py` for the shape) and its test module
+`tests/rules/test_sepNNN_name.py`; nothing here lists rules by hand.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+import importlib
+import pkgutil
+import re
 
 from sepfix.errors import SepfixError
-from sepfix.rules import (
-    adv001_channel_alignment,
-    sep001_dense_depthwise,
-    sep002_group_mismatch,
-    sep003_kernel_shape,
-    sep004_runtime_weights,
-    sep005_split_depthwise,
-    sep006_matmul_pointwise,
-    sep007_layout_sandwich,
-    sep008_detached_bias,
-    sep009_inflated_kernel,
-)
+from sepfix.rules.base import Applicability, Level, Match, Rule
 
-RULES: list[ModuleType] = [
-    sep001_dense_depthwise,
-    sep002_group_mismatch,
-    sep003_kernel_shape,
-    sep004_runtime_weights,
-    sep005_split_depthwise,
-    sep006_matmul_pointwise,
-    sep007_layout_sandwich,
-    sep008_detached_bias,
-    sep009_inflated_kernel,
-]
+__all__ = ["Applicability", "Level", "Match", "Rule", "RULES", "ADVICE", "all_rules", "find_rule", "select_rules"]
 
+_RULE_MODULE = re.compile(r"^(sep|adv)\d{3}_[a-z0-9_]+$")
+
+
+def _discover() -> list[Rule]:
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if _RULE_MODULE.match(m.name))
+    return [Rule(importlib.import_module(f"{__name__}.{name}")) for name in names]
+
+
+_ALL = _discover()
+RULES: list[Rule] = [r for r in _ALL if not r.is_advice]
 # Advice is not a mangle: shown only with --advice, never changes the exit code.
-ADVICE: list[ModuleType] = [adv001_channel_alignment]
+ADVICE: list[Rule] = [r for r in _ALL if r.is_advice]
 
 
-def all_rules() -> list[ModuleType]:
+def all_rules() -> list[Rule]:
     return RULES + ADVICE
 
 
-def find_rule(code_or_name: str) -> ModuleType:
+def find_rule(code_or_name: str) -> Rule:
     wanted = code_or_name.strip().upper()
     for rule in all_rules():
-        if wanted in (rule.CODE, rule.NAME.upper()):
+        if wanted in (rule.code, rule.name.upper()):
             return rule
     raise SepfixError(f"unknown rule {code_or_name!r}: `sepfix rules` lists them")
 
 
 def select_rules(
     select: list[str] | None = None, ignore: list[str] | None = None, advice: bool = False
-) -> list[ModuleType]:
+) -> list[Rule]:
     """Rules whose code starts with a selected prefix and with no ignored prefix.
 
     Prefixes work as in ruff: `SEP00` selects SEP001–SEP009; names (`dense-depthwise`) work too.
@@ -70,6 +59,6 @@ def select_rules(
     return [r for r in candidates if not any(_matches(r, s) for s in ignore)]
 
 
-def _matches(rule: ModuleType, token: str) -> bool:
+def _matches(rule: Rule, token: str) -> bool:
     token = token.strip()
-    return rule.CODE.startswith(token.upper()) or rule.NAME == token.lower()
+    return rule.code.startswith(token.upper()) or rule.name == token.lower()

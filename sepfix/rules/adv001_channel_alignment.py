@@ -21,16 +21,17 @@ from __future__ import annotations
 
 from sepfix.graph import GraphIndex
 from sepfix.patterns import ConvKind, all_convs
-from sepfix.rules._common import make_finding
+from sepfix.rules.base import Match
 
 CODE = "ADV001"
 NAME = "channel-alignment"
 SUMMARY = "advice: depthwise/pointwise channel counts not a multiple of 8"
-FIX_SAFETY = "not fixable"
+LEVEL = "info"
+APPLICABILITY = "not fixable"
 SOURCES = ["NVIDIA Deep Learning Performance guide: channels in multiples of 8 for Tensor Cores"]
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         if info.kind not in (ConvKind.DEPTHWISE, ConvKind.POINTWISE):
             continue
@@ -39,11 +40,10 @@ def detect(index: GraphIndex):
         odd = {k: v for k, v in counts.items() if v is not None and v % 8}
         if odd:
             text = ", ".join(f"{k} channels {v}" for k, v in odd.items())
-            yield make_finding(
-                CODE, NAME, info.node,
+            yield Match(
+                info.node,
                 f"{info.kind.value} conv has {text}: not a multiple of 8 (Tensor Core alignment)",
-                fixable=False,
-                details=counts,
-                severity="note",
+                evidence=counts,
+                why_not_fixable="it changes the network",
             )
 

@@ -29,18 +29,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from sepfix.graph import GraphIndex
-from sepfix.patterns import ConvInfo, ConvKind, all_convs
-from sepfix.rules._common import fmt_shape, make_finding
+from sepfix.graph import GraphIndex, Source
+from sepfix.patterns import ConvInfo, ConvKind, all_convs, has_constant_weight
+from sepfix.rules.base import Match, fmt_shape
 
 CODE = "SEP001"
 NAME = "dense-depthwise"
 SUMMARY = "depthwise conv stored as a dense block-diagonal kernel with group=1"
-FIX_SAFETY = "safe"
+LEVEL = "warning"
+APPLICABILITY = "safe"
 SOURCES = ["MMdnn PR 422 (grouped convs expanded to dense block-diagonal kernels)"]
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         layout = _candidate_layout(info)
         if layout is None:
@@ -57,26 +58,19 @@ def detect(index: GraphIndex):
             slim = fmt_shape((channels, multiplier) + tuple(shape[2:]))
         else:
             slim = fmt_shape((channels * multiplier, 1) + tuple(shape[2:]))
-        fixable = info.weight.kind != "quantized"
-        message = (
+        yield Match(
+            info.node,
             f"{info.node.op} has group=1 and a block-diagonal dense weight {dense_shape}: it is a "
             f"depthwise conv (C={channels}, M={multiplier}) doing {channels}x the work; "
-            f"as group={channels} its weight is {slim}"
-        )
-        if not fixable:
-            message += " (weight is quantized: not rewritten)"
-        yield make_finding(
-            CODE,
-            NAME,
-            info.node,
-            message,
-            fixable=fixable,
-            details={
+            f"as group={channels} its weight is {slim}",
+            bound={"weight": info.node.input(1)},
+            evidence={
                 "weight_shape": list(shape),
                 "group_found": info.group if info.group is not None else 1,
                 "group_expected": channels,
                 "depth_multiplier": multiplier,
             },
+            why_not_fixable="the weight is quantized" if info.weight.kind is Source.QUANTIZED else None,
         )
 
 
@@ -84,7 +78,7 @@ def _candidate_layout(info: ConvInfo) -> tuple[int, int] | None:
     """(C, M) when the conv's shape allows it to be a dense-stored depthwise conv."""
     if info.kind is not ConvKind.DENSE or info.effective_group != 1:
         return None
-    if info.weight.kind in ("graph_input", "runtime"):
+    if not has_constant_weight(info):
         return None
     shape = info.weight_shape
     if info.transposed:
@@ -131,11 +125,11 @@ def slim_weight(weight: np.ndarray, channels: int, multiplier: int, transposed: 
     return diagonal if transposed else diagonal[:, None]
 
 
-def fix(ctx, node) -> str:
+def rewrite(ctx, match: Match) -> str:
     """group=C and the slim weight; the dense constant is left for cleanup (or other users)."""
-    details = ctx.finding.details
-    channels, multiplier = details["group_expected"], details["depth_multiplier"]
-    dense = ctx.value(node.inputs[1])
+    node = ctx.anchor
+    channels, multiplier = match.evidence["group_expected"], match.evidence["depth_multiplier"]
+    dense = ctx.value(match.bound["weight"])
     slim = slim_weight(dense, channels, multiplier, node.op == "ConvTranspose")
     node.inputs[1] = ctx.constant(f"{node.name}_depthwise_weight", slim)
     node.attrs["group"] = channels

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from sepfix.graph import GraphIndex
 from sepfix.patterns import ConvInfo, all_convs
-from sepfix.rules._common import fmt_shape, make_finding
+from sepfix.rules.base import Match, fmt_shape
 
 CODE = "SEP002"
 NAME = "group-mismatch"
 SUMMARY = "group attribute missing, zero, negative or inconsistent with the weight"
-FIX_SAFETY = "safe"
+LEVEL = "error"
+APPLICABILITY = "safe"
 SOURCES = ["tf2onnx issues 824 and 2084 (group: -3)", "onnx-tensorflow issue 306 (group dropped)"]
 
 
@@ -49,7 +50,7 @@ def expected_group(info: ConvInfo) -> int | None:
     return group if group > 0 and shape[0] % group == 0 else None
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         shape = info.weight_shape
         if shape is None:
@@ -58,13 +59,12 @@ def detect(index: GraphIndex):
         group = info.effective_group
         if info.transposed:
             if group <= 0 or shape[0] % group:
-                yield make_finding(
-                    CODE, NAME, info.node,
+                yield Match(
+                    info.node,
                     f"ConvTranspose has {written}, invalid for weight {fmt_shape(shape)}; "
                     "several groups fit a ConvTranspose weight, so it is not rewritten",
-                    fixable=False,
-                    details={"group_found": info.group, "weight_shape": list(shape), "why_not_fixable": "ambiguous"},
-                    severity="error",
+                    evidence={"group_found": info.group, "weight_shape": list(shape)},
+                    why_not_fixable="ambiguous",
                 )
             continue
         expected = expected_group(info)
@@ -73,14 +73,12 @@ def detect(index: GraphIndex):
         if info.c_in is None:
             if group > 0:
                 continue  # cannot tell; a positive group may be right
-            yield make_finding(
-                CODE, NAME, info.node,
+            yield Match(
+                info.node,
                 f"Conv has {written} (invalid) with weight {fmt_shape(shape)}; the input's channel "
                 "count is dynamic, so the consistent group cannot be proven (not rewritten)",
-                fixable=False,
-                details={"group_found": info.group, "group_expected": None, "weight_shape": list(shape),
-                         "why_not_fixable": "input channel count unknown"},
-                severity="error",
+                evidence={"group_found": info.group, "group_expected": None, "weight_shape": list(shape)},
+                why_not_fixable="input channel count unknown",
             )
             continue
         if expected is None:
@@ -91,17 +89,17 @@ def detect(index: GraphIndex):
                        f"{fmt_shape(shape)}: the only consistent value is group={expected}")
             if shape[1] == 1 and expected > 1:
                 message += " (a depthwise conv)"
-        yield make_finding(
-            CODE, NAME, info.node, message,
-            fixable=expected is not None,
-            details={"group_found": info.group, "group_expected": expected, "c_in": info.c_in,
-                     "weight_shape": list(shape)},
-            severity="error",
+        yield Match(
+            info.node, message,
+            evidence={"group_found": info.group, "group_expected": expected, "c_in": info.c_in,
+                      "weight_shape": list(shape)},
+            why_not_fixable=None if expected is not None else "no group value fits",
         )
 
 
-def fix(ctx, node) -> str:
-    expected = ctx.finding.details["group_expected"]
+def rewrite(ctx, match: Match) -> str:
+    node = ctx.anchor
+    expected = match.evidence["group_expected"]
     before = node.attrs.get("group", "missing")
     node.attrs["group"] = expected
     ctx.touch(node)

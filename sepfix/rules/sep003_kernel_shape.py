@@ -24,58 +24,58 @@ Safe: the attribute is read from the weight, which already decides the computati
 
 from __future__ import annotations
 
-from sepfix.graph import GraphIndex
+from sepfix.graph import GraphIndex, Source
 from sepfix.patterns import all_convs
-from sepfix.rules._common import make_finding
+from sepfix.rules.base import Level, Match
 
 CODE = "SEP003"
 NAME = "kernel-shape"
 SUMMARY = "kernel_shape disagrees with the weight, or is missing beside a non-initializer weight"
-FIX_SAFETY = "safe"
+LEVEL = "error"
+APPLICABILITY = "safe"
 SOURCES = ["pytorch issues 169824 and 190890 (dynamo exporter omits kernel_shape)"]
 
-_PLAIN = ("initializer", "constant_node", "graph_input_initializer", "graph_input")
+_PLAIN = (Source.INITIALIZER, Source.CONSTANT_NODE, Source.GRAPH_INPUT_INITIALIZER, Source.GRAPH_INPUT)
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         shape = info.weight_shape
         written = info.node.attr("kernel_shape")
         kernel = list(shape[2:]) if shape is not None else None
         if written is not None:
             if kernel is not None and list(written) != kernel:
-                yield make_finding(
-                    CODE, NAME, info.node,
+                yield Match(
+                    info.node,
                     f"kernel_shape={list(written)} but the weight's kernel is {kernel}",
-                    fixable=True,
-                    details={"kernel_shape_found": list(written), "kernel_shape_expected": kernel},
-                    severity="error",
+                    evidence={"kernel_shape_found": list(written), "kernel_shape_expected": kernel},
                 )
             continue
         if info.weight.kind in _PLAIN:
             continue
         through = " -> ".join(n.op for n in info.weight.chain) or "a computed tensor"
         if kernel is None:
-            yield make_finding(
-                CODE, NAME, info.node,
+            yield Match(
+                info.node,
                 f"kernel_shape is missing and the weight arrives through {through} with an unknown "
                 "shape: TensorRT cannot size the kernel (not rewritten: the shape is unknown)",
-                fixable=False,
-                details={"kernel_shape_found": None, "kernel_shape_expected": None,
-                         "why_not_fixable": "weight shape unknown"},
+                evidence={"kernel_shape_found": None, "kernel_shape_expected": None},
+                why_not_fixable="weight shape unknown",
+                level=Level.WARNING,
             )
             continue
-        yield make_finding(
-            CODE, NAME, info.node,
+        yield Match(
+            info.node,
             f"kernel_shape is missing and the weight arrives through {through}: TensorRT cannot "
             f"size the kernel; write kernel_shape={kernel}",
-            fixable=True,
-            details={"kernel_shape_found": None, "kernel_shape_expected": kernel},
+            evidence={"kernel_shape_found": None, "kernel_shape_expected": kernel},
+            level=Level.WARNING,
         )
 
 
-def fix(ctx, node) -> str:
-    expected = ctx.finding.details["kernel_shape_expected"]
+def rewrite(ctx, match: Match) -> str:
+    node = ctx.anchor
+    expected = match.evidence["kernel_shape_expected"]
     before = node.attrs.get("kernel_shape", "missing")
     node.attrs["kernel_shape"] = list(expected)
     ctx.touch(node)

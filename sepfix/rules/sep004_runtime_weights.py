@@ -33,19 +33,20 @@ chain with other ops.
 
 from __future__ import annotations
 
-from sepfix.graph import GraphIndex
+from sepfix.graph import GraphIndex, Source
 from sepfix.patterns import all_convs
-from sepfix.rules._common import make_finding
+from sepfix.rules.base import Match
 
 CODE = "SEP004"
 NAME = "runtime-weights"
 SUMMARY = "conv weight or bias computed at run time (Transpose, Reshape, Cast, Identity, input)"
-FIX_SAFETY = "safe"
+LEVEL = "warning"
+APPLICABILITY = "safe"
 SOURCES = ["tf2onnx issue 1070 (TF-layout weights transposed at run time)",
            "onnxruntime issue 4507 (initializers listed as graph inputs)"]
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         node = info.node
         for slot, role in ((1, "weight"), (2, "bias")):
@@ -53,33 +54,34 @@ def detect(index: GraphIndex):
             if not name:
                 continue
             source = info.weight if slot == 1 else index.weight_source(node.scope, name)
-            if source.kind == "folded" and all(n.op == "Identity" for n in source.chain):
+            if source.kind is Source.FOLDED and all(n.op == "Identity" for n in source.chain):
                 continue  # torch's deduplicated constants; see Known problems
-            if source.kind == "folded":
+            if source.kind is Source.FOLDED:
                 chain = " -> ".join(n.op for n in source.chain)
-                yield make_finding(
-                    CODE, NAME, node,
+                yield Match(
+                    node,
                     f"the {role} is computed at run time: {source.root} -> {chain}; fold it into "
                     "a constant initializer",
-                    fixable=True,
-                    nodes=source.chain,
-                    details={"input": slot, "role": role, "root": source.root,
-                             "chain": [n.op for n in source.chain]},
+                    roles={"chain": list(source.chain)},
+                    bound={role: name},
+                    evidence={"input": slot, "role": role, "root": source.root,
+                              "chain": [n.op for n in source.chain]},
                 )
-            elif source.kind == "graph_input_initializer" and index.model.ir_version >= 4:
+            elif source.kind is Source.GRAPH_INPUT_INITIALIZER and index.model.ir_version >= 4:
                 # Before IR 4 every initializer had to be listed as an input: not a mangle there.
-                yield make_finding(
-                    CODE, NAME, node,
+                yield Match(
+                    node,
                     f"the {role} {name!r} is an initializer also listed as a graph input, so it can "
                     "be overridden at run time and is not a constant to TensorRT",
-                    fixable=True,
-                    details={"input": slot, "role": role, "root": name, "chain": []},
+                    bound={role: name},
+                    evidence={"input": slot, "role": role, "root": name, "chain": []},
                 )
 
 
-def fix(ctx, node) -> str:
+def rewrite(ctx, match: Match) -> str:
     """Replace the computed input by its folded value; an input-listed initializer is unlisted."""
-    details = ctx.finding.details
+    node = ctx.anchor
+    details = match.evidence
     slot, role = details["input"], details["role"]
     tensor = node.inputs[slot]
     if not details["chain"]:
@@ -87,7 +89,7 @@ def fix(ctx, node) -> str:
         ctx.removed_inputs.add(tensor.name)
         ctx.touch(node)
         return f"{role} {tensor.name!r} removed from the graph inputs (a constant initializer now)"
-    value = ctx.value(tensor)
+    value = ctx.value(match.bound[role])
     node.inputs[slot] = ctx.constant(f"{node.name}_{role}", value)
     ctx.touch(node)
     chain = " -> ".join(details["chain"])

@@ -28,40 +28,44 @@ and every piece's conv must have the same attributes.
 
 from __future__ import annotations
 
+import numpy as np
+
 from sepfix.graph import GraphIndex, Node
-from sepfix.rules._common import make_finding
+from sepfix.rules.base import Match
 
 CODE = "SEP005"
 NAME = "split-depthwise"
 SUMMARY = "Split -> one conv per channel -> Concat standing for one depthwise conv"
-FIX_SAFETY = "validated"
+LEVEL = "warning"
+APPLICABILITY = "validated"
 SOURCES = ["onnx2tf issue 791", "MNN issue 762"]
 
 _SAME_ATTRS = ("strides", "dilations", "pads", "auto_pad", "kernel_shape")
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for split in index.nodes("Split"):
-        match = match_split_convs(index, split)
-        if match is None:
+        found = match_split_convs(index, split)
+        if found is None:
             continue
-        convs, concat, fixable, multiplier = match
+        convs, concat, constant, multiplier = found
         channels = len(convs)
-        yield make_finding(
-            CODE, NAME, split,
+        yield Match(
+            split,
             f"Split into {channels} one-channel convs joined by Concat: one depthwise conv with "
             f"group={channels} (M={multiplier}) does the same in one kernel",
-            fixable=fixable,
-            nodes=convs + [concat],
-            details={"channels": channels, "depth_multiplier": multiplier,
-                     "convs": [c.label for c in convs], "concat": concat.label},
+            roles={"convs": convs, "concat": concat},
+            bound={f"weight{i}": c.input(1) for i, c in enumerate(convs)}
+            | {f"bias{i}": c.input(2) for i, c in enumerate(convs) if c.input(2)},
+            evidence={"channels": channels, "depth_multiplier": multiplier},
+            why_not_fixable=None if constant else "a piece's weight or bias is not a constant",
         )
 
 
 def match_split_convs(index: GraphIndex, split: Node):
     """(convs in order, concat, all weights constant, M) or None."""
     scope = split.scope
-    if _axis(split) != 1 or len(split.node.output) < 2:
+    if len(split.node.output) < 2:
         return None
     convs: list[Node] = []
     for piece in split.node.output:
@@ -79,13 +83,16 @@ def match_split_convs(index: GraphIndex, split: Node):
         if source.shape is None or len(source.shape) < 3 or source.shape[1] != 1:
             return None
         shapes.append(tuple(source.shape))
-        all_constant &= source.kind in ("initializer", "constant_node", "folded")
+        all_constant &= source.is_constant
         if conv.input(2):
             all_constant &= index.constant_value(scope, conv.input(2)) is not None
     if len(set(shapes)) != 1:
         return None
+    rank = len(shapes[0])  # the activations' rank: N, C and the kernel's spatial dims
+    if _axis(split.attr("axis", 0), rank) != 1:
+        return None
     concat = index.sole_consumer(scope, convs[0].node.output[0])
-    if concat is None or concat.op != "Concat" or concat.attr("axis") != 1:
+    if concat is None or concat.op != "Concat" or _axis(concat.attr("axis"), rank) != 1:
         return None
     if list(concat.node.input) != [c.node.output[0] for c in convs]:
         return None
@@ -94,21 +101,17 @@ def match_split_convs(index: GraphIndex, split: Node):
     return convs, concat, all_constant, shapes[0][0]
 
 
-def _axis(split: Node) -> int:
-    axis = split.attr("axis", 0)
-    return axis + 4 if axis < 0 else axis
+def _axis(axis: int | None, rank: int) -> int | None:
+    return None if axis is None else axis + rank if axis < 0 else axis
 
 
-def fix(ctx, split) -> str:
+def rewrite(ctx, match: Match) -> str:
     """One depthwise conv from the pieces' weights and biases, writing the Concat's output."""
-    import numpy as np
-
-    convs = [piece.outputs[0] for piece in split.outputs]
-    concat = convs[0].outputs[0].outputs[0]
-    weights = [ctx.value(conv.inputs[1]) for conv in convs]
+    split, convs, concat = ctx.anchor, ctx.role("convs"), ctx.role("concat")
+    weights = [ctx.value(match.bound[f"weight{i}"]) for i in range(len(convs))]
     weight = np.concatenate(weights, axis=0)
-    biases = [ctx.value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else
-              np.zeros(w.shape[0], dtype=w.dtype) for conv, w in zip(convs, weights)]
+    biases = [ctx.value(match.bound[f"bias{i}"]) if f"bias{i}" in match.bound else
+              np.zeros(w.shape[0], dtype=w.dtype) for i, w in enumerate(weights)]
     attrs = {k: v for k, v in convs[0].attrs.items() if k != "group"}
     attrs["group"] = len(convs)
     output = concat.outputs[0]

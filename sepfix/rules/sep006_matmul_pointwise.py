@@ -28,12 +28,13 @@ from __future__ import annotations
 import numpy as np
 
 from sepfix.graph import GraphIndex, Node
-from sepfix.rules._common import make_finding
+from sepfix.rules.base import Match
 
 CODE = "SEP006"
 NAME = "matmul-pointwise"
 SUMMARY = "Transpose -> MatMul -> (Add) -> Transpose standing for a 1x1 conv"
-FIX_SAFETY = "validated"
+LEVEL = "warning"
+APPLICABILITY = "validated"
 SOURCES = ["Keras/TF Dense on feature maps through tf2onnx", "JAX/Flax Dense exported channels-last"]
 
 
@@ -45,22 +46,26 @@ def channels_first_perm(rank: int) -> list[int]:
     return [0, rank - 1] + list(range(1, rank - 1))
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for first in index.nodes("Transpose"):
-        match = match_matmul_pointwise(index, first)
-        if match is None:
+        found = match_matmul_pointwise(index, first)
+        if found is None:
             continue
-        matmul, add, last, weight_shape = match
-        nodes = [matmul] + ([add] if add else []) + [last]
-        yield make_finding(
-            CODE, NAME, matmul,
+        matmul, add, last, weight_shape = found
+        roles = {"first": first, "last": last}
+        bound = {"weight": matmul.input(1)}
+        if add is not None:
+            roles["add"] = add
+            bound["bias"] = next(n for n in add.node.input if n != matmul.node.output[0])
+        yield Match(
+            matmul,
             f"Transpose -> MatMul{' -> Add' if add else ''} -> Transpose with weight "
             f"({weight_shape[0]}, {weight_shape[1]}) is a 1x1 conv {weight_shape[0]} -> "
             f"{weight_shape[1]} channels",
-            fixable=True,
-            nodes=[first] + nodes,
-            details={"c_in": weight_shape[0], "c_out": weight_shape[1], "has_bias": add is not None,
-                     "transposes": [first.label, last.label]},
+            roles=roles,
+            bound=bound,
+            evidence={"c_in": weight_shape[0], "c_out": weight_shape[1], "has_bias": add is not None,
+                      "transposes": [first.label, last.label]},
         )
 
 
@@ -95,17 +100,12 @@ def match_matmul_pointwise(index: GraphIndex, first: Node):
     return matmul, add, following, tuple(int(d) for d in weight_shape)
 
 
-def fix(ctx, matmul) -> str:
+def rewrite(ctx, match: Match) -> str:
     """Conv(x, W^T as (C_out, C_in, 1, ...), b) writing the closing Transpose's output."""
-    first = matmul.inputs[0].inputs[0]
+    matmul, first, following = ctx.anchor, ctx.role("first"), ctx.role("last")
     rank = len(first.attrs["perm"])
-    following = matmul.outputs[0].outputs[0]
-    bias = None
-    if following.op == "Add":
-        constant = next(t for t in following.inputs if t is not matmul.outputs[0])
-        bias = ctx.value(constant).reshape(-1)
-        following = following.outputs[0].outputs[0]
-    matrix = ctx.value(matmul.inputs[1])
+    bias = ctx.value(match.bound["bias"]).reshape(-1) if "bias" in match.bound else None
+    matrix = ctx.value(match.bound["weight"])
     weight = matrix.T.reshape(matrix.shape[1], matrix.shape[0], *([1] * (rank - 2)))
     output = following.outputs[0]
     following.outputs = []

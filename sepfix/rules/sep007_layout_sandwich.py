@@ -22,34 +22,30 @@ Safe: a transpose followed by its inverse is the identity, and element-wise ops 
 from __future__ import annotations
 
 from sepfix.graph import GraphIndex, Node
-from sepfix.rules._common import make_finding
+from sepfix.ops import CONV_OPS, UNARY_ELEMENTWISE_OPS
+from sepfix.rules.base import Match
 
 CODE = "SEP007"
 NAME = "layout-sandwich"
 SUMMARY = "inverse Transpose pairs (NHWC round trips) wrapped around convs"
-FIX_SAFETY = "safe"
+LEVEL = "warning"
+APPLICABILITY = "safe"
 SOURCES = ["tf2onnx issue 977 (Transpose pairs around every conv)"]
 
-# Element-wise ops with no axis, which commute with any transpose.
-ELEMENTWISE = ("Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh", "Elu",
-               "Selu", "Softplus", "Mish", "Gelu", "Identity", "Neg", "Abs", "Exp", "Erf", "Cast")
-_CONVS = ("Conv", "ConvTranspose")
 
-
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for first in index.nodes("Transpose"):
-        match = match_inverse_pair(index, first)
-        if match is None:
+        found = match_inverse_pair(index, first)
+        if found is None:
             continue
-        middle, last = match
+        middle, last = found
         between = "".join(f" -> {n.op}" for n in middle)
-        yield make_finding(
-            CODE, NAME, first,
+        yield Match(
+            first,
             f"Transpose(perm={list(first.attr('perm'))}){between} -> Transpose(perm="
             f"{list(last.attr('perm'))}) is an NHWC round trip next to a conv: the pair cancels",
-            fixable=True,
-            nodes=middle + [last],
-            details={"middle": [n.label for n in middle], "last": last.label},
+            roles={"middle": middle, "last": last},
+            evidence={"middle_ops": [n.op for n in middle]},
         )
 
 
@@ -72,31 +68,36 @@ def match_inverse_pair(index: GraphIndex, first: Node):
             if not _touches_conv(index, first, user):
                 return None
             return middle, user
-        if user.op not in ELEMENTWISE or user.input(0) != tensor or len([n for n in user.node.input if n]) != 1:
+        if not _elementwise_on(index, user, tensor):
             return None
         middle.append(user)
         tensor = user.node.output[0]
     return None
 
 
+def _elementwise_on(index: GraphIndex, node: Node, tensor: str) -> bool:
+    """True for an op that commutes with a transpose of `tensor`: unary element-wise, or Clip
+    whose bounds are constant scalars."""
+    if node.op not in UNARY_ELEMENTWISE_OPS or node.input(0) != tensor:
+        return False
+    extra = [n for n in node.node.input[1:] if n]
+    return all(index.constant_shape(node.scope, n) in ((), (1,)) and index.constant_value(node.scope, n) is not None
+               for n in extra) if node.op == "Clip" else not extra
+
+
 def _touches_conv(index: GraphIndex, first: Node, last: Node) -> bool:
     producer = index.producer(first.scope, first.input(0))
-    if producer is not None and producer.op in _CONVS:
+    if producer is not None and producer.op in CONV_OPS:
         return True
-    return any(n.op in _CONVS for n in index.consumers(last.scope, last.node.output[0]))
+    return any(n.op in CONV_OPS for n in index.consumers(last.scope, last.node.output[0]))
 
 
-def fix(ctx, first) -> str:
+def rewrite(ctx, match: Match) -> str:
     """Bypass both transposes: the element-wise ops between now read and write NCHW."""
     import onnx_graphsurgeon as gs
 
+    first, middle, last = ctx.anchor, ctx.role("middle"), ctx.role("last")
     source = first.inputs[0]
-    middle = []
-    current = first.outputs[0].outputs[0]
-    while current.op != "Transpose":
-        middle.append(current)
-        current = current.outputs[0].outputs[0]
-    last = current
     if middle:
         middle[0].inputs[0] = source
         for node in middle:

@@ -25,31 +25,34 @@ import numpy as np
 
 from sepfix.graph import GraphIndex
 from sepfix.patterns import ConvKind, all_convs
-from sepfix.rules._common import fmt_shape, make_finding
+from sepfix.rules.base import Match, fmt_shape
 
 CODE = "SEP008"
 NAME = "detached-bias"
 SUMMARY = "conv bias applied by a separate Add of a (1,C,1,1) constant"
-FIX_SAFETY = "validated"
+LEVEL = "warning"
+APPLICABILITY = "validated"
 SOURCES = ["TF Conv + BiasAdd exported as two nodes (tf2onnx, onnx-tensorflow)"]
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
         if info.kind not in (ConvKind.DEPTHWISE, ConvKind.POINTWISE) or info.c_out is None:
             continue
-        match = match_detached_bias(index, info)
-        if match is None:
+        found = match_detached_bias(index, info)
+        if found is None:
             continue
-        add, bias_name, bias_shape = match
-        yield make_finding(
-            CODE, NAME, info.node,
+        add, bias_name, bias_shape = found
+        bound = {"weight": info.node.input(1), "extra": bias_name}
+        if info.node.input(2):
+            bound["bias"] = info.node.input(2)
+        yield Match(
+            info.node,
             f"{info.kind.value} conv's bias is a separate Add of a {fmt_shape(bias_shape)} constant "
             f"({add.label}); fold it into the conv's bias",
-            fixable=True,
-            nodes=[add],
-            details={"add": add.label, "bias": bias_name, "bias_shape": list(bias_shape),
-                     "conv_has_bias": bool(info.node.input(2))},
+            roles={"add": add},
+            bound=bound,
+            evidence={"bias_shape": list(bias_shape), "conv_has_bias": bool(info.node.input(2))},
         )
 
 
@@ -77,14 +80,13 @@ def match_detached_bias(index: GraphIndex, info):
     return add, others[0], tuple(shape)
 
 
-def fix(ctx, conv) -> str:
+def rewrite(ctx, match: Match) -> str:
     """Add the (1,C,1,1) constant into the conv's bias; the conv writes the Add's output."""
-    add = conv.outputs[0].outputs[0]
-    constant = next(t for t in add.inputs if t is not conv.outputs[0])
-    extra = ctx.value(constant).reshape(-1)
-    weight_dtype = ctx.value(conv.inputs[1]).dtype
-    if len(conv.inputs) > 2 and conv.inputs[2].name:
-        bias = ctx.value(conv.inputs[2]).reshape(-1) + extra
+    conv, add = ctx.anchor, ctx.role("add")
+    extra = ctx.value(match.bound["extra"]).reshape(-1)
+    weight_dtype = ctx.dtype(match.bound["weight"])
+    if "bias" in match.bound:
+        bias = ctx.value(match.bound["bias"]).reshape(-1) + extra
     else:
         bias = extra
     bias = bias.astype(weight_dtype)

@@ -26,19 +26,20 @@ from __future__ import annotations
 import numpy as np
 
 from sepfix.graph import GraphIndex
-from sepfix.patterns import ConvKind, all_convs
-from sepfix.rules._common import fmt_shape, make_finding, spatial_attrs
+from sepfix.patterns import ConvKind, all_convs, has_constant_weight, spatial_attrs
+from sepfix.rules.base import Match, fmt_shape
 
 CODE = "SEP009"
 NAME = "inflated-kernel"
 SUMMARY = "1x1 conv zero-padded to a k x k kernel with matching pads"
-FIX_SAFETY = "safe"
+LEVEL = "warning"
+APPLICABILITY = "safe"
 SOURCES = ["kernel re-parameterisation and converters that unify kernel sizes"]
 
 
-def detect(index: GraphIndex):
+def match(index: GraphIndex):
     for info in all_convs(index):
-        if info.kind is not ConvKind.DENSE or info.transposed or info.weight.kind in ("graph_input", "runtime"):
+        if info.kind is not ConvKind.DENSE or info.transposed or not has_constant_weight(info):
             continue
         shape = info.weight_shape
         kernel = shape[2:]
@@ -54,12 +55,12 @@ def detect(index: GraphIndex):
         new_pads = shrunk_pads(info.node, kernel, tap)
         if new_pads is None or any(new_pads):
             continue
-        yield make_finding(
-            CODE, NAME, info.node,
+        yield Match(
+            info.node,
             f"{fmt_shape(shape)} kernel is zero but for tap {list(tap)} and its pads only make up "
             f"for that: it is a 1x1 conv doing {taps}x the work",
-            fixable=True,
-            details={"weight_shape": list(shape), "tap": list(tap)},
+            bound={"weight": info.node.input(1)},
+            evidence={"weight_shape": list(shape), "tap": list(tap)},
         )
 
 
@@ -86,10 +87,11 @@ def shrunk_pads(node, kernel, tap) -> list[int] | None:
     return begin + end
 
 
-def fix(ctx, conv) -> str:
+def rewrite(ctx, match: Match) -> str:
     """Keep only the non-zero tap; pads and kernel_shape follow."""
-    weight = ctx.value(conv.inputs[1])
-    tap = ctx.finding.details["tap"]
+    conv = ctx.anchor
+    weight = ctx.value(match.bound["weight"])
+    tap = match.evidence["tap"]
     index = (slice(None), slice(None)) + tuple(slice(t, t + 1) for t in tap)
     slim = weight[index]
     rank = len(tap)
