@@ -384,14 +384,6 @@ class _Stages:
                          "'before' is drawn from the input model and each 'after' from the final one.")
         self._per_fix = [(self.original, self.repaired, None)] * len(report.fixes)
 
-    def _rules(self):
-        from sepfix.rules import select_rules
-
-        options = getattr(self.report, "options", None)
-        if options is None:
-            return select_rules(None, None)
-        return select_rules(options.select, options.ignore)
-
     def index(self, model):
         from sepfix import model_io
         from sepfix.graph import GraphIndex
@@ -402,14 +394,8 @@ class _Stages:
         return self._indexes[key]
 
     def findings(self):
-        if self.original is None:
-            return None
-        from sepfix.checker import run_rules
-
-        try:
-            return run_rules(self.index(self.original), self._rules())
-        except Exception:  # noqa: BLE001
-            return None
+        """What the repair's first fix pass found on the input (never matched again here)."""
+        return getattr(self.report, "found", None) if self.original is not None else None
 
     def for_fix(self, i: int):
         return self._per_fix[i] if i < len(self._per_fix) else (None, None, None)

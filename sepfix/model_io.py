@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sepfix import walk
 from sepfix.errors import SepfixError
 
 __all__ = [
@@ -468,50 +469,39 @@ def _checked_span(offset: int | None, length: int | None, size: int, location: s
     return offset, length
 
 
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[TensorProto]:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sparse in attr.sparse_tensors:
+def _body_tensors(body) -> Iterator[TensorProto]:
+    """The tensors one graph body holds itself: initializers (sparse ones too) and attributes."""
+    if isinstance(body, onnx.GraphProto):
+        yield from body.initializer
+        for sparse in body.sparse_initializer:
             yield sparse.values
             yield sparse.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
+    for node in body.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield attr.sparse_tensor.values
+                yield attr.sparse_tensor.indices
+            for sparse in attr.sparse_tensors:
+                yield sparse.values
+                yield sparse.indices
 
 
 def initializers(graph: onnx.GraphProto) -> Iterator[TensorProto]:
     """Initializers of a graph and of its subgraphs."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from initializers(sub)
+    for body in walk.graphs(graph):
+        yield from body.initializer
 
 
 def _all_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     """Every tensor of the model, subgraphs, functions and training info included."""
-    yield from _graph_tensors(model.graph)
-    for function in model.functions:
-        for node in function.node:
-            yield from _node_tensors(node)
+    bodies = list(walk.bodies(model))
     for info in model.training_info:
-        yield from _graph_tensors(info.initialization)
-        yield from _graph_tensors(info.algorithm)
+        bodies += [*walk.graphs(info.initialization), *walk.graphs(info.algorithm)]
+    for body in bodies:
+        yield from _body_tensors(body)
 
 
 def _is_model_file_ref(tensor: TensorProto) -> bool:

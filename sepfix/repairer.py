@@ -59,6 +59,7 @@ class RepairReport:
     output: str | None = None
     fixes: list[AppliedFix] = field(default_factory=list)
     remaining: list[Finding] = field(default_factory=list)
+    found: list[Finding] = field(default_factory=list)  # what the repair found in the input
     validation: object | None = None  # sepfix.validate.numeric.Validation
     written: bool = False
     dry_run: bool = False
@@ -189,7 +190,7 @@ def repair(model, options: RepairOptions | None = None, **kwargs) -> tuple[onnx.
         name, original = str(model), model_io.load_full(model).model
     result = repair_proto(original, options)
     repaired, fixes = result.model, result.fixes
-    report = RepairReport(input=name, fixes=fixes, remaining=result.remaining,
+    report = RepairReport(input=name, fixes=fixes, remaining=result.remaining, found=result.found,
                           original_model=original, repaired_model=repaired, options=options,
                           stages=result.stages)
     if fixes and options.validate:
@@ -217,7 +218,7 @@ def repair_file(
     result = repair_proto(original, options)
     repaired, fixes = result.model, result.fixes
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
-                          remaining=result.remaining, dry_run=dry_run,
+                          remaining=result.remaining, found=result.found, dry_run=dry_run,
                           original_model=original, repaired_model=repaired, options=options,
                           stages=result.stages)
     if not fixes and report.left:

@@ -279,20 +279,24 @@ class Rewrite:
     fixes: list[AppliedFix]
     remaining: list[Finding]
     stages: list[onnx.ModelProto] = field(default_factory=list)
+    found: list[Finding] = field(default_factory=list)  # what the first pass matched on the input
 
 
 def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = False, applies=None) -> Rewrite:
     """Fix passes until none applies; the model is unchanged (same object) if none did."""
     applied: list[AppliedFix] = []
     stages = [model] if keep_stages else []
+    found: list[Finding] = []
     for number in range(1, MAX_PASSES + 1):
         model, fixes, detected = fix_pass(model, rules, number, applies)
+        if number == 1:
+            found = detected
         if not fixes:
-            return Rewrite(model, applied, detected, stages)
+            return Rewrite(model, applied, detected, stages, found)
         applied.extend(fixes)
         if keep_stages:
             stages.append(model)
-    return Rewrite(model, applied, run_rules(GraphIndex(model_io.from_proto(model)), rules), stages)
+    return Rewrite(model, applied, run_rules(GraphIndex(model_io.from_proto(model)), rules), stages, found)
 
 
 def rewrite(model: onnx.ModelProto, rules: list[Rule]) -> tuple[onnx.ModelProto, list[AppliedFix]]:

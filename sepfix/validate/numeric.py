@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sepfix import model_io
+from sepfix import model_io, walk
 from sepfix.errors import SepfixError
 
 __all__ = [
@@ -659,19 +659,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _has_external_data(model: onnx.ModelProto) -> bool:
-    def tensors(graph: onnx.GraphProto):
-        yield from graph.initializer
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.HasField("t"):
-                    yield attribute.t
-                yield from attribute.tensors
-                if attribute.HasField("g"):
-                    yield from tensors(attribute.g)
-                for sub in attribute.graphs:
-                    yield from tensors(sub)
-
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors(model.graph))
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in walk.tensors(model.graph))
 
 
 class _ModelSource:
