@@ -17,6 +17,7 @@ from sepfix.validate.tensorrt import (
     OnnxBlock,
     block_report,
     build_engine_layer_info,
+    coverage,
     classify_layer,
     layer_info_from_engine_file,
     load_layer_info,
@@ -300,9 +301,16 @@ def test_block_report_with_onnx_blocks():
     assert dense.depthwise_kept_grouped is False
     assert dense.depthwise_layer == "features.0.0.weight + QuantizeLinear_8 + Conv_12 + PWN(Clip_16)"
 
-    assert missing.status == "depthwise-dense-or-missing"
-    assert missing.message.startswith("depthwise became dense or was not found")
+    # No layer names any node of this block: not covered, never an observation.
+    assert missing.status == "not-covered" and missing.evidence == "none"
+    assert missing.message.startswith("not in this layer information")
     assert missing.depthwise_layer is None and missing.depthwise_kept_grouped is None
+    assert coverage([first, residual, dense, missing]) == {"blocks": 4, "observed": 3, "predicted": 0, "not_covered": 1}
+
+    # The depthwise node gone while the rest of its block is there: observed missing.
+    (gone,) = block_report(info, [OnnxBlock("Conv_28", "Conv_46", ("Clip_33",), 32)])
+    assert gone.evidence == "observed" and gone.status == "depthwise-dense-or-missing"
+    assert "'Conv_28' is not named in any engine layer, while Clip_33, Conv_46" in gone.message
 
 
 # ---------------------------------------------------------------- predictions

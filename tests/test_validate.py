@@ -173,6 +173,50 @@ def test_model_onnxruntime_cannot_run_fails(tmp_path, capsys):
     onnx.save(mangle.group_attribute(builders.mobilenet_like(), -3), path)
     code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
     assert code == 1 and doc["verdict"] == "failed" and not doc["numeric"]["passed"]
+    # An invalid model is said to be invalid, once, with why: not "numbers differ".
+    assert doc["problems"][0].startswith("the model is invalid: SEP002 group-mismatch at block0_dw_conv")
+    assert not any("numbers differ" in p for p in doc["problems"])
+    assert sum("invalid" in p for p in doc["problems"]) == 1
+    assert doc["check"]["codes"] == {"SEP002": 3} and doc["check"]["invalid"]
+    code, out, _ = run(["validate", str(path), "--provider", "cpu"], capsys)
+    assert out.strip().splitlines()[-1].startswith("FAILED: failed: the model is invalid: SEP002")
+    assert "numbers differ" not in out
+
+
+def test_model_onnxruntime_refuses_to_load_is_invalid(tmp_path, capsys):
+    model = builders.separable_block()
+    model.graph.node[0].op_type = "NoSuchOp"
+    path = tmp_path / "refused.onnx"
+    onnx.save(model, path)
+    code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
+    assert code == 1 and doc["verdict"] == "failed" and doc["numeric"] is None and doc["problems"]
+    assert doc["problems"] == [p for p in doc["problems"] if p.startswith("the model is invalid: onnxruntime refuses it")]
+
+
+def test_mangled_model_reports_its_findings_not_a_bare_pass(tmp_path, capsys):
+    path = tmp_path / "sep001.onnx"
+    onnx.save(mangle.dense_depthwise(builders.mobilenet_like()), path)
+    code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
+    assert code == 1 and doc["numeric"]["passed"] and doc["verdict"] == "numeric-only"
+    assert doc["check"] == {"count": 3, "codes": {"SEP001": 3}, "fixable": 3, "invalid": [],
+                            "restorable_blocks": 3, "error": None}
+    assert doc["problems"] == ["sepfix check finds 3 mangled patterns (SEP001 x3): "
+                               "`sepfix repair` would restore 3 depthwise-separable blocks"]
+    code, out, _ = run(["validate", str(path), "--provider", "cpu"], capsys)
+    assert "  check: 3 findings (SEP001 x3), 3 fixable\n" in out
+    assert "  problem: sepfix check finds 3 mangled patterns (SEP001 x3): `sepfix repair` would restore 3" in out
+    assert out.strip().splitlines()[-1].startswith("FAILED: numeric-only: sepfix check finds 3 mangled patterns")
+    assert "PASSED" not in out
+
+
+def test_one_provider_line_without_repetition(clean, capsys):
+    code, out, _ = run(["validate", str(clean), "--provider", "cpu"], capsys)
+    [line] = [l for l in out.splitlines() if l.startswith("  provider:")]
+    assert line == "  provider: CPUExecutionProvider ran (--provider cpu)"
+    assert out.count("CPUExecutionProvider ran") == 1
+    code, out, _ = run(["validate", str(clean)], capsys)
+    [line] = [l for l in out.splitlines() if l.startswith("  provider:")]
+    assert line.count("CPUExecutionProvider ran") == 1 and "--provider auto" in line
 
 
 def test_input_shapes_and_npz_inputs(tmp_path, capsys):
@@ -231,12 +275,13 @@ def test_engine_info_blocks_are_observed(tmp_path, capsys):
 
 
 @needs_fixtures
-def test_engine_info_for_another_model_shows_blocks_missing(clean, capsys):
-    code, doc, _ = run_json(["validate", str(clean), "--engine-info", str(MOBILENET_QAT)], capsys)
-    assert code == 1 and doc["verdict"] == "fusion-observed"
-    assert doc["blocks"] and all(b["evidence"] == "observed" for b in doc["blocks"])
-    assert all(b["status"] == "depthwise-dense-or-missing" for b in doc["blocks"])
-    assert any("same node names" in n for n in doc["notes"])
+def test_engine_info_for_another_model_is_refused(clean, capsys):
+    """Layer information that names none of the model's nodes is another model's: refused with
+    one line (exit 2), never reported as blocks observed missing."""
+    code, out, err = run(["validate", str(clean), "--engine-info", str(MOBILENET_QAT)], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "names none of this model's" in err and "another model" in err
 
 
 # ------------------------------------------------------------------------------ latency, JSON
@@ -318,3 +363,34 @@ def test_onnxruntime_fallback_banner_on_stdout_does_not_corrupt_json(monkeypatch
         code, doc, err = run_json(["validate", str(clean), "--provider", "tensorrt"], capsys)
     assert code == 1 and doc["provider"]["fell_back"] is True and doc["verdict"] != "fusion-observed"
     assert "EP Error" in err
+
+
+# ------------------------------------------------------------------------------ text layer information
+
+
+def test_engine_info_real_text_log_summary_and_rows(tmp_path, capsys):
+    from tests.trt_log_models import FPN_MOBILENETV2_LOG, fpn_mobilenetv2
+
+    path = tmp_path / "fpn.onnx"
+    onnx.save(fpn_mobilenetv2(), path)
+    code, out, _ = run(["validate", str(path), "--engine-info", str(FPN_MOBILENETV2_LOG)], capsys)
+    assert code == 0, out
+    assert (f"  blocks: 13 observed (evidence: --engine-info {FPN_MOBILENETV2_LOG} (text, 48 layers from "
+            "'Engine Layer Information:' at line 26)):") in out
+    assert ("    [observed] Conv_22 -> Conv_26 (C=144): fused: depthwise layer 'Conv_22 + PWN(Clip_25)' "
+            "(CudaDepthwiseConvolution): Conv_22 + act[Clip_25]; pointwise layer 'Conv_26 + Add_27' "
+            "(CaskConvolution): Conv_26 + add[Add_27]") in out
+    assert out.strip().splitlines()[-1].startswith("PASSED: fusion-observed")
+
+    cut = tmp_path / "cut.log"
+    text = FPN_MOBILENETV2_LOG.read_text()
+    cut.write_text(text[: text.index("Layer(CaskConvolution): Conv_66 ")])
+    code, doc, _ = run_json(["validate", str(path), "--engine-info", str(cut)], capsys)
+    assert code == 0 and doc["verdict"] == "fusion-observed"
+    assert doc["coverage"] == {"blocks": 13, "observed": 7, "predicted": 0, "not_covered": 6}
+    assert [b["status"] for b in doc["blocks"]] == ["fused"] * 7 + ["not-covered"] * 6
+    assert all(b["evidence"] == "none" for b in doc["blocks"][7:])
+    assert any("6 of 13 blocks are not in this layer information" in n for n in doc["notes"])
+    code, out, _ = run(["validate", str(path), "--engine-info", str(cut)], capsys)
+    assert "  blocks: 7 observed, 6 not covered (evidence:" in out
+    assert "    [not covered] Conv_70 -> Conv_74 (C=384): not-covered: not in this layer information" in out

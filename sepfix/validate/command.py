@@ -3,19 +3,27 @@ and what does TensorRT do with its depthwise-separable blocks?
 
 The answer is only as strong as the evidence, and the verdict says which evidence there was:
 
-* ``fusion-observed``: a TensorRT engine was read (built here with the ``tensorrt`` package,
-  cached by onnxruntime's TensorRT EP, or given with ``--engine-info``) and every block is
-  reported from its layers.
+* ``fusion-observed``: TensorRT's layer information was read (given with ``--engine-info`` as
+  JSON or as text: a ``trtexec --verbose`` build log, ``--dumpLayerInfo`` output; printed by
+  onnxruntime's TensorRT EP in its verbose log; or from an engine the ``tensorrt`` package
+  built or loaded here) and every block it covers is reported from its layers. A block whose
+  nodes no layer names is ``not-covered``, never observed; layer information that names no node
+  of the model is refused (another model's).
 * ``fusion-predicted``: no engine could be had here; each block's row comes from TensorRT's
   documented fusions and is labelled ``predicted`` wherever it appears.
 * ``numeric-only``: the model has no depthwise-separable block, so only the numbers were checked.
 * ``failed``: the numbers differ, or the model does not run.
 
-Exit codes: 0 when the numbers pass and the verdict is the best this machine allows
-(observed; or predicted where TensorRT is absent and ``--provider`` was auto, cpu or cuda; or
-numeric-only); 1 when the numbers fail, an explicitly requested provider (tensorrt, cuda) did
-not actually run, an observed engine shows a block not fused as it should be, or TensorRT is
-here but no engine could be read; 2 on errors (unreadable files, bad options).
+The model is checked too: a model ``sepfix check`` flags is reported with its findings (and how
+many blocks ``sepfix repair`` would restore), an invalid one (SEP002/SEP003, or onnxruntime
+refuses it) as "the model is invalid: <why>", not as numbers that differ.
+
+Exit codes: 0 when the numbers pass, ``sepfix check`` finds nothing, and the verdict is the best
+this machine allows (observed; or predicted where TensorRT is absent and ``--provider`` was
+auto, cpu or cuda; or numeric-only); 1 when the numbers fail, the model is invalid or mangled,
+an explicitly requested provider (tensorrt, cuda) did not actually run, an observed engine
+shows a block not fused as it should be, or TensorRT is here but no engine could be read; 2 on
+errors (unreadable files, bad options, layer information of another model).
 
 Numbers: the model runs on the chosen provider and is compared with ``--reference`` (or with
 the model itself) run on the CPU, which is the trusted baseline. Default tolerances follow the
@@ -142,6 +150,7 @@ class ValidateReport:
     evidence: str = "none"  # observed | predicted | none
     evidence_source: str = ""
     tensorrt: dict = field(default_factory=dict)
+    check: dict | None = None
     latency: dict | None = None
     precision: str = "fp32"
     tolerance_source: str = ""
@@ -171,7 +180,9 @@ class ValidateReport:
             "tolerance_source": self.tolerance_source,
             "evidence": self.evidence,
             "evidence_source": self.evidence_source,
+            "coverage": self.coverage,
             "blocks": [block.to_dict() for block in self.blocks],
+            "check": self.check,
             "tensorrt": dict(self.tensorrt),
             "latency": self.latency,
             "problems": list(self.problems),
@@ -179,26 +190,31 @@ class ValidateReport:
             "seconds": round(self.seconds, 3),
         }
 
+    @property
+    def coverage(self) -> dict[str, int]:
+        from sepfix.validate.tensorrt import coverage
+
+        return coverage(self.blocks)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def to_text(self) -> str:
         lines = [f"{self.model}:" + (f" against {self.reference}" if self.reference else " against its own CPU run")]
         if self.provider is not None:
-            p = self.provider
-            state = "ran" if p.ran else "NOT AVAILABLE" if not p.listed else "FELL BACK"
-            lines.append(f"  provider: --provider {p.requested} -> {p.wanted} {state}; active: "
-                         f"{', '.join(p.active)} ({p.reason})")
+            lines.append("  provider: " + _provider_text(self.provider))
         trt = self.tensorrt
         lines.append(f"  tensorrt: {'available' if trt.get('available') else 'not available'} ({trt.get('reason', '')})")
+        if self.check is not None:
+            lines.append("  check: " + _check_text(self.check))
         if self.numeric is not None:
             lines.append("  numeric: " + _numeric_text(self.numeric))
         if self.blocks:
-            if self.evidence == "predicted":
-                lines.append(f"  blocks ({len(self.blocks)}, predicted from TensorRT's documented fusions, "
-                             "not observed):")
-            else:
-                lines.append(f"  blocks ({len(self.blocks)}, observed in {self.evidence_source}):")
+            c = self.coverage
+            counts = ", ".join(f"{c[key]} {label}" for key, label in
+                               (("observed", "observed"), ("predicted", "predicted"), ("not_covered", "not covered"))
+                               if c[key])
+            lines.append(f"  blocks: {counts} (evidence: {self.evidence_source}):")
             lines.extend("    " + _block_text(block) for block in self.blocks)
         if self.latency:
             lines.append("  " + _latency_text(self.latency))
@@ -208,6 +224,26 @@ class ValidateReport:
         detail = f": {self.problems[0]}" if self.problems and not self.passed else ""
         lines.append(f"{state}: {self.verdict}{detail} ({self.seconds:.2f} s)")
         return "\n".join(lines)
+
+
+def _provider_text(p: ProviderOutcome) -> str:
+    """One line: what ran, and why not what was asked, each said once."""
+    if p.ran:
+        detail = p.reason.removeprefix(f"{p.wanted} ran").strip(" ;")
+        behind = f" (then {', '.join(p.active[1:])} for the nodes it does not take)" if len(p.active) > 1 else ""
+        return f"{p.active[0]} ran{behind} (--provider {p.requested})" + (f"; {detail}" if detail else "")
+    state = "NOT AVAILABLE" if not p.listed else "FELL BACK"
+    return f"--provider {p.requested}: {p.wanted} {state}: {p.reason}; ran on {', '.join(p.active)}"
+
+
+def _check_text(check: Mapping) -> str:
+    if check.get("error"):
+        return f"could not run: {check['error']}"
+    if not check.get("count"):
+        return "no findings"
+    # What they mean (invalid, or what repair would restore) is the problem line's to say.
+    codes = ", ".join(f"{code} x{n}" for code, n in check["codes"].items())
+    return f"{check['count']} finding{'s' if check['count'] != 1 else ''} ({codes}), {check['fixable']} fixable"
 
 
 def _numeric_text(v: numeric.Validation) -> str:
@@ -232,16 +268,27 @@ def _fused_text(conv: str | None, fused: Any) -> str:
 
 
 def _block_text(block: Any) -> str:
-    tag = "predicted" if block.evidence == "predicted" else "observed"
+    from sepfix.validate.tensorrt import NOT_COVERED
+
+    tag = ("predicted" if block.evidence == "predicted" else "not covered" if block.status == "not-covered"
+           else "partly covered" if block.status in NOT_COVERED else "observed")
     head = f"[{tag}] {block.depthwise_node} -> {block.pointwise_node} (C={block.channels}): {block.status}"
     if block.evidence == "predicted":
         detail = (f"depthwise {_fused_text(block.depthwise_node, block.depthwise_fused)}; "
                   f"pointwise {_fused_text(block.pointwise_node, block.pointwise_fused)}")
         if block.depsep:
             detail += "; DepSepConvolution possible"
+    elif block.status == "fused" and block.depthwise_layer:
+        detail = (f"depthwise layer {block.depthwise_layer!r} ({block.depthwise_layer_type}): "
+                  f"{_fused_text(block.depthwise_node, block.depthwise_fused)}")
+        if block.depsep:
+            detail += "; one DepSepConvolution layer with the pointwise conv"
+        else:
+            detail += (f"; pointwise layer {block.pointwise_layer!r} ({block.pointwise_layer_type}): "
+                       f"{_fused_text(block.pointwise_node, block.pointwise_fused)}")
     else:
         detail = block.message
-        if block.depthwise_layer:
+        if block.depthwise_layer and block.depthwise_layer not in detail:
             detail += f"; depthwise layer {block.depthwise_layer!r} ({block.depthwise_layer_type})"
     notes = f" [{'; '.join(block.notes)}]" if block.notes else ""
     return f"{head}: {detail}{notes}"
@@ -285,11 +332,52 @@ def _shapes(input_shapes: Sequence[str] | Mapping[str, Sequence[int]] | None) ->
     return numeric.parse_input_shapes(list(input_shapes))
 
 
-def _observe_engine(doc: Any, structure: Any, blocks: list, source: str) -> tuple[list, str]:
-    from sepfix.validate.tensorrt import block_report, parse_layer_info
+def _observe_engine(doc: Any, structure: Any, blocks: list, source: str, notes: list[str]) -> tuple[list, str]:
+    from sepfix.validate.tensorrt import parse_layer_info
 
-    info = parse_layer_info(doc, structure)
-    return block_report(info, blocks), source
+    return _observe_info(parse_layer_info(doc, structure), structure, blocks, source, notes), source
+
+
+def _observe_info(info: Any, structure: Any, blocks: list, source: str, notes: list[str]) -> list:
+    """The per-block report from parsed layer information, after making sure it is this
+    model's (SepfixError otherwise)."""
+    from sepfix.validate.tensorrt import block_report, require_same_model
+
+    require_same_model(info, structure, source)
+    if info.layers and all(layer.groups is None for layer in info.layers):
+        notes.append("this layer information records no Groups or kernel sizes (text): depthwise is read from "
+                     "the layer type (CudaDepthwiseConvolution), pointwise from the model")
+    return block_report(info, blocks)
+
+
+def _check_model(model_path: Path, blocks: list) -> dict:
+    """What `sepfix check` finds in the model, and how many blocks `sepfix repair` would restore."""
+    import sepfix
+
+    try:
+        findings = [f for f in sepfix.check(str(model_path)) if not f.code.startswith("ADV")]
+    except Exception as exc:  # the validation goes on without it; say why
+        return {"count": 0, "codes": {}, "fixable": 0, "invalid": [], "restorable_blocks": None,
+                "error": f"{type(exc).__name__}: {exc}"}
+    codes: dict[str, int] = {}
+    for finding in findings:
+        codes[finding.code] = codes.get(finding.code, 0) + 1
+    result = {
+        "count": len(findings),
+        "codes": dict(sorted(codes.items())),
+        "fixable": sum(1 for f in findings if f.fixable),
+        "invalid": [f"{f.code} {f.name} at {f.location}: {f.message}" for f in findings if f.severity == "error"],
+        "restorable_blocks": None,
+        "error": None,
+    }
+    if result["fixable"]:
+        try:
+            repaired, _ = sepfix.repair(str(model_path), validate=False)
+            after = len(model_blocks(model_io.from_proto(repaired, base_dir=model_path.parent)))
+            result["restorable_blocks"] = max(after - len(blocks), 0)
+        except Exception:  # counting is a courtesy; the findings stand without it
+            pass
+    return result
 
 
 def run_validate(
@@ -314,15 +402,16 @@ def run_validate(
     from sepfix.validate import bench as bench_module
     from sepfix.validate.providers import open_session, resolve
     from sepfix.validate.tensorrt import (
+        NOT_COVERED,
         build_engine_layer_info,
         find_ort_engine_files,
         layer_info_from_engine_file,
-        load_layer_info,
         parse_layer_info,
         predict_block_report,
-        block_report,
         tensorrt_available,
     )
+    from sepfix.validate.tensorrt import EngineInfo
+    from sepfix.validate.trt_log import EP_LOG_SOURCE, layer_info_from_ep_log, load_engine_info
 
     start = time.perf_counter()
     if provider not in CHOICES:
@@ -339,10 +428,25 @@ def run_validate(
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     blocks = model_blocks(loaded)
     trt_ok, trt_reason = tensorrt_available()
+    # Layer information given by the user is read (and refused below if it is another
+    # model's) before any work.
+    given_info = given_what = None
+    if engine_info is not None:
+        given_info, given_what = load_engine_info(engine_info, structure)
 
     report = ValidateReport(model=str(model_path), reference=None if reference is None else str(reference),
                             verdict="failed", exit_code=1, provider=None, numeric=None, precision=precision)
     notes, problems = report.notes, report.problems
+    observed: list | None = None
+    source = ""
+    attempts: list[str] = []
+    if given_info is not None:
+        source = f"--engine-info {engine_info} ({given_what})"
+        observed = _observe_info(given_info, structure, blocks, f"--engine-info {engine_info}", notes)
+    report.check = _check_model(model_path, blocks)
+    invalid = report.check["invalid"]
+    if invalid:
+        problems.append(f"the model is invalid: {invalid[0]}")
     if int8 and not fp16:
         notes.append("--int8 means something only for explicitly quantized (Q/DQ) models or with a calibration table")
 
@@ -351,10 +455,12 @@ def run_validate(
         session = None
         try:
             session, outcome = open_session(model_path, provider, fp16=fp16, int8=int8,
-                                            trt_cache_dir=cache_dir if use_cache else None)
+                                            trt_cache_dir=cache_dir if use_cache else None,
+                                            capture_trt_log=use_cache)
             report.provider = outcome
         except ModelDoesNotRun as exc:
-            problems.append(f"onnxruntime cannot load the model on any provider: {exc}")
+            if not invalid:
+                problems.append(f"the model is invalid: onnxruntime refuses it on every provider: {exc}")
             outcome = None
 
         # Numbers: the model on the chosen provider against the reference (or itself) on the CPU.
@@ -371,7 +477,14 @@ def run_validate(
                 providers=outcome.active, original_providers=[CPU], candidate_session=session,
             )
             if not report.numeric.passed:
-                problems.append(f"numbers differ: {report.numeric.message}")
+                runs = report.numeric.message.startswith("onnxruntime could not run the candidate")
+                if invalid:
+                    pass  # said once, with the finding that makes it invalid
+                elif runs:
+                    problems.append("the model is invalid: " + report.numeric.message.replace(
+                        "onnxruntime could not run the candidate", "onnxruntime cannot run it", 1))
+                else:
+                    problems.append(f"numbers differ: {report.numeric.message}")
 
         if outcome is not None and provider in ("tensorrt", "cuda") and outcome.fell_back:
             problems.append(f"--provider {provider} did not run: {outcome.reason}")
@@ -385,12 +498,19 @@ def run_validate(
                 report.latency["reference"] = _reference_latency(
                     reference, provider, fp16, int8, feeds, bench, outcome, Path(cache_dir) / "reference")
 
-        # Fusions: observed from an engine when one can be had, else predicted.
-        observed: list | None = None
-        source = ""
-        attempts: list[str] = []
-        if engine_info is not None:
-            observed, source = block_report(load_layer_info(engine_info, structure), blocks), f"--engine-info {engine_info}"
+        # Fusions: observed from layer information when it can be had, else predicted. First what
+        # the user gave, then the layer information the TensorRT EP printed while it built its
+        # engines, then the engines it cached, then an engine built here.
+        if observed is None and outcome is not None and TENSORRT in outcome.active:
+            ep_info = layer_info_from_ep_log(outcome.log, structure)
+            if ep_info is None or not ep_info.layers:
+                attempts.append("the TensorRT EP ran but its log held no layer information")
+            else:
+                try:
+                    observed = _observe_info(ep_info, structure, blocks, EP_LOG_SOURCE, notes)
+                    source = EP_LOG_SOURCE
+                except SepfixError as exc:
+                    attempts.append(f"the TensorRT EP's log: {exc}")
         if observed is None and outcome is not None and TENSORRT in outcome.active:
             engines = [p for p in find_ort_engine_files(cache_dir) if "reference" not in p.parts]
             if not engines:
@@ -402,7 +522,8 @@ def run_validate(
                     # One engine per subgraph TensorRT took; a block may span only one of them.
                     layers = tuple(layer for engine in engines for layer in
                                    parse_layer_info(layer_info_from_engine_file(engine), structure).layers)
-                    observed = block_report(layers, blocks)
+                    observed = _observe_info(EngineInfo(layers, ()), structure, blocks,
+                                             "the TensorRT EP's cached engines", notes)
                     source = ("the engine(s) onnxruntime's TensorRT EP built: "
                               + ", ".join(engine.name for engine in engines))
                 except SepfixError as exc:
@@ -411,7 +532,7 @@ def run_validate(
             try:
                 observed, source = _observe_engine(
                     build_engine_layer_info(model_path, fp16=fp16, int8=int8), structure, blocks,
-                    f"an engine built here with {trt_reason}")
+                    f"an engine built here with {trt_reason}", notes)
             except SepfixError as exc:
                 attempts.append(f"building an engine: {exc}")
     notes.extend(attempts)
@@ -431,23 +552,36 @@ def run_validate(
         "source": report.evidence_source,
     }
 
-    if report.numeric is None or not report.numeric.passed:
+    covered = report.coverage
+    if report.numeric is None or not report.numeric.passed or invalid:
         report.verdict = "failed"
     elif not blocks:
         report.verdict = "numeric-only"
-        notes.append("the model has no depthwise-separable block: only the numbers were checked")
-    elif report.evidence == "observed":
+        notes.append("the model has no depthwise-separable block" + (
+            " as it stands (see check)" if report.check and report.check["count"] else "")
+            + ": only the numbers were checked")
+    elif report.evidence == "observed" and covered["observed"]:
         report.verdict = "fusion-observed"
+    elif report.evidence == "observed":
+        report.verdict = "numeric-only"
+        notes.append("the layer information covers none of the model's depthwise-separable blocks")
     else:
         report.verdict = "fusion-predicted"
 
+    if report.check and report.check["count"] and not invalid:
+        c = report.check
+        codes = ", ".join(f"{code} x{n}" for code, n in c["codes"].items())
+        restore = (f"`sepfix repair` would restore {c['restorable_blocks']} depthwise-separable "
+                   f"block{'s' if c['restorable_blocks'] != 1 else ''}" if c["restorable_blocks"]
+                   else "`sepfix repair` fixes them" if c["fixable"] else "see `sepfix check`")
+        problems.append(f"sepfix check finds {c['count']} mangled pattern{'s' if c['count'] != 1 else ''} "
+                        f"({codes}): {restore}")
     if report.evidence == "observed":
-        if report.blocks and all(b.depthwise_layer is None and b.status == "depthwise-dense-or-missing"
-                                 for b in report.blocks):
-            notes.append("no block's depthwise node is named in any engine layer: is the layer "
-                         "information from this model (same node names)?")
+        if covered["not_covered"]:
+            notes.append(f"{covered['not_covered']} of {covered['blocks']} blocks are not in this layer "
+                         "information (a log cut short, or inside a Myelin region that names only its ends)")
         for block in report.blocks:
-            if block.status != "fused":
+            if block.status != "fused" and block.status not in NOT_COVERED:
                 problems.append(f"block {block.depthwise_node} -> {block.pointwise_node} not fused as it "
                                 f"should be ({block.status}): {block.message}")
     elif blocks and trt_ok:
@@ -497,8 +631,9 @@ def _reference_latency(reference, provider, fp16, int8, feeds, runs, outcome, ca
 @click.option("--int8", is_flag=True, help="Let TensorRT use int8 (for Q/DQ models).")
 @click.option("--bench", type=int, default=0, metavar="N", help="Time N runs of each model: median and p90.")
 @click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
-@click.option("--engine-info", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="TensorRT layer-information JSON made elsewhere (trtexec --exportLayerInfo).")
+@click.option("--engine-info", type=click.Path(dir_okay=False, allow_dash=True, path_type=str), default=None,
+              help="TensorRT layer information made elsewhere: JSON (trtexec --exportLayerInfo) or text "
+                   "(a trtexec --verbose build log, --dumpLayerInfo output); - reads stdin.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
               help="Shape for a dynamic input (repeatable); default: first dim 1, other dims 16.")
 @click.option("--inputs", type=click.Path(dir_okay=False, path_type=str), default=None,

@@ -7,6 +7,11 @@ without raising. So nothing here trusts the request. The providers that ran are 
 from ``session.get_providers()``, compared with what was asked, and the difference is
 reported as a `ProviderOutcome` with the error onnxruntime printed (captured from the native
 stderr, then passed on).
+
+With ``capture_trt_log`` the TensorRT EP builds its engines with ``trt_detailed_build_log`` and
+verbose logging, and everything it wrote (stdout and stderr, at the file-descriptor level) is kept
+in ``ProviderOutcome.log`` for `sepfix.validate.trt_log.layer_info_from_ep_log`; only the
+warnings and errors of that log are passed on to stderr.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class ProviderOutcome:
     reason: str
     available: list[str] = field(default_factory=list)
     onnxruntime: str = ""
+    log: str = field(default="", repr=False)  # what onnxruntime wrote while the session was created
 
     @property
     def ran(self) -> bool:
@@ -83,7 +89,9 @@ class ProviderOutcome:
         return self.active[0] if self.active else ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("log", None)
+        return out
 
 
 def available_providers() -> list[str]:
@@ -171,36 +179,48 @@ def resolve(requested: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _native_stderr() -> Iterator[list[str]]:
+def _native_stderr(fds: Sequence[int] = (2,), passthrough: Any = None) -> Iterator[list[str]]:
     """Capture what onnxruntime says while a session is created, then pass it on to stderr.
 
-    Native code writes its EP load errors to fd 2; onnxruntime's Python layer *prints* its
-    "EP Error ... Falling back" banner to stdout, which would corrupt `--format json` output.
-    Both are captured. Yields a list that holds the captured text once the block ends.
+    Native code writes its EP load errors (and, verbose, the TensorRT EP's build log) to fd 2
+    (``fds=(1, 2)`` takes native stdout too); onnxruntime's Python layer *prints* its "EP Error
+    ... Falling back" banner to stdout, which would corrupt `--format json` output. All of it is
+    captured. ``passthrough`` filters what is passed on to stderr (default: everything). Yields a
+    list that holds the captured text once the block ends.
     """
     captured: list[str] = []
     printed = io.StringIO()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 at all: capture the Python-level output only
+    saved: dict[int, int] = {}
+    for fd in fds:
+        try:
+            saved[fd] = os.dup(fd)
+        except OSError:  # no such fd: capture the rest
+            continue
+    if not saved:
         with contextlib.redirect_stdout(printed):
             yield captured
         captured.append(printed.getvalue())
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
         try:
             with contextlib.redirect_stdout(printed):
                 yield captured
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
             sink.seek(0)
-            text = sink.read().decode("utf-8", "replace") + printed.getvalue()
+            native = sink.read().decode("utf-8", "replace")
+            text = native + printed.getvalue()
             captured.append(text)
-            if text:
-                sys.stderr.write(text)
+            # Python-level prints never continue a native log message: filter them apart.
+            shown = (passthrough(native) + passthrough(printed.getvalue())) if passthrough is not None else text
+            if shown:
+                sys.stderr.write(shown)
 
 
 def _error_line(text: str, provider: str) -> str:
@@ -216,16 +236,19 @@ def _error_line(text: str, provider: str) -> str:
     return errors[0][:400] if errors else ""
 
 
-def _provider_options(chain: Sequence[str], fp16: bool, int8: bool, trt_cache_dir: str | os.PathLike | None) -> list[dict[str, Any]]:
+def _provider_options(chain: Sequence[str], fp16: bool, int8: bool, trt_cache_dir: str | os.PathLike | None,
+                      detailed_build_log: bool = False) -> list[dict[str, Any]]:
     from sepfix.validate.tensorrt import ort_engine_cache_options
 
     options = []
     for provider in chain:
         if provider == TENSORRT:
             if trt_cache_dir is not None:
-                options.append(ort_engine_cache_options(trt_cache_dir, fp16=fp16, int8=int8))
+                options.append(ort_engine_cache_options(trt_cache_dir, fp16=fp16, int8=int8,
+                                                        detailed_build_log=detailed_build_log))
             else:
-                options.append({"trt_fp16_enable": fp16, "trt_int8_enable": int8})
+                options.append({"trt_fp16_enable": fp16, "trt_int8_enable": int8,
+                                "trt_detailed_build_log": detailed_build_log})
         else:
             options.append({})
     return options
@@ -245,6 +268,7 @@ def open_session(
     fp16: bool = False,
     trt_cache_dir: str | os.PathLike | None = None,
     int8: bool = False,
+    capture_trt_log: bool = False,
 ) -> tuple[Any, ProviderOutcome]:
     """Open an onnxruntime session for the request and report what really ran.
 
@@ -252,6 +276,11 @@ def open_session(
     listed but fails to load makes onnxruntime fall back by itself, and a session that cannot
     be created at all on the requested providers is retried on the CPU. Either way the outcome
     says so. Raises `ModelDoesNotRun` when not even the CPU can load the model.
+
+    ``capture_trt_log``: when TensorRT is in the chain, build its engines with the documented
+    TensorRT EP option ``trt_detailed_build_log`` and verbose logging (session
+    ``log_severity_level = 0`` and onnxruntime's default logger at 0, put back to its default 2
+    afterwards), and keep what it wrote in ``outcome.log``.
     """
     import onnxruntime as ort
 
@@ -264,17 +293,27 @@ def open_session(
     package = onnxruntime_package()
     source = _source(model)
     load_error = ""
-    with _native_stderr() as log:
+    verbose = capture_trt_log and TENSORRT in chain
+    options = session_options()
+    if verbose:
+        from sepfix.validate.trt_log import without_verbose
+
+        options.log_severity_level = 0
+        ort.set_default_logger_severity(0)
+    with _native_stderr(fds=(1, 2) if verbose else (2,), passthrough=without_verbose if verbose else None) as log:
         try:
             session = ort.InferenceSession(
-                source, session_options(), providers=chain,
-                provider_options=_provider_options(chain, fp16, int8, trt_cache_dir),
+                source, options, providers=chain,
+                provider_options=_provider_options(chain, fp16, int8, trt_cache_dir, detailed_build_log=verbose),
             )
         except ort_errors() as exc:
             if chain == [CPU]:
                 raise ModelDoesNotRun(_first_line(exc)) from None
             load_error = _first_line(exc)
             session = None
+        finally:
+            if verbose:
+                ort.set_default_logger_severity(2)
     if session is None:
         try:
             session = ort.InferenceSession(source, session_options(), providers=[CPU])
@@ -296,7 +335,8 @@ def open_session(
                   f"{active[0]}{': ' + why if why else ''}")
     if requested == "auto" and wanted != TENSORRT and not fell_back:
         reason += f"; auto did not pick TensorRT: {tensorrt_ep_usable()[1]}"
-    outcome = ProviderOutcome(requested, wanted, listed, active, fell_back, reason, available, package)
+    outcome = ProviderOutcome(requested, wanted, listed, active, fell_back, reason, available, package,
+                              log=log[0] if log else "")
     return session, outcome
 
 

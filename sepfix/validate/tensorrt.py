@@ -44,6 +44,10 @@ __all__ = [
     "guess_op_type",
     "classify_layer",
     "block_report",
+    "coverage",
+    "NOT_COVERED",
+    "model_node_names",
+    "require_same_model",
     "predict_block_report",
     "tensorrt_available",
     "build_engine_layer_info",
@@ -376,7 +380,8 @@ def split_layer_name(name: str, names: _ModelNames | None = None) -> ParsedName:
         if foreign_match is not None:
             foreign = True
             for inner in foreign_match.group("inner").split("..."):
-                visit(inner, in_pwn)
+                for part in _split_top(inner, (" + ",)):
+                    visit(part, in_pwn)
             return
         kind = _leaf_kind(part, names)
         if kind == "node":
@@ -482,8 +487,10 @@ class LayerClass:
     """What kind of engine layer this is, as far as the block report cares.
 
     ``kind``: ``depsep`` (one DW+PW layer), ``depthwise`` (Groups > 1 and one group per output
-    map or per input channel), ``grouped``, ``pointwise`` (1×1, Groups 1), ``dense``,
-    ``convolution`` (a conv whose grouping was not recorded), ``copy`` or ``other``.
+    map or per input channel, or no Groups recorded and a depthwise layer type),
+    ``grouped``, ``pointwise`` (1×1, Groups 1), ``dense``, ``convolution`` (a conv whose
+    grouping was not recorded), ``copy`` or ``other``. ``cuda_depthwise``: the layer type is one
+    of TensorRT's depthwise kernels (``CudaDepthwiseConvolution``).
     """
 
     kind: str
@@ -493,8 +500,13 @@ class LayerClass:
 
 
 def classify_layer(layer: EngineLayer) -> LayerClass:
-    """Classify an engine layer from its recorded parameters (never from its name's nodes)."""
-    cuda_depthwise = layer.layer_type == "CudaDepthwiseConvolution"
+    """Classify an engine layer from its recorded parameters (never from its name's nodes).
+
+    Layer information without ``Groups`` (the text of a build log) still names the layer's
+    type: a ``*Depthwise*`` type (``CudaDepthwiseConvolution``) is TensorRT's depthwise kernel,
+    so the conv stayed depthwise; any other conv type is ``convolution`` (grouping unknown).
+    """
+    cuda_depthwise = "depthwise" in layer.layer_type.lower()
     if "depsep" in layer.layer_type.lower() or "depsep" in layer.name.lower():
         return LayerClass("depsep", True, cuda_depthwise)
     if layer.is_copy:
@@ -504,7 +516,7 @@ def classify_layer(layer: EngineLayer) -> LayerClass:
         return LayerClass("other", False, False)
     groups = layer.groups
     if groups is None:
-        return LayerClass("convolution", True, cuda_depthwise)
+        return LayerClass("depthwise" if cuda_depthwise else "convolution", True, cuda_depthwise)
     if groups > 1 and (layer.out_maps == groups or layer.in_channels == groups):
         multiplier = layer.out_maps // groups if layer.out_maps else None
         return LayerClass("depthwise", True, cuda_depthwise, multiplier)
@@ -575,9 +587,12 @@ class BlockResult:
 
     ``status``: ``fused`` (depthwise kept grouped, pointwise found, nothing left between them),
     ``unfused-between`` (a compute layer or node stands between them), ``depthwise-dense-or-missing``,
-    ``pointwise-not-found`` or ``next-conv-not-pointwise``. ``depsep`` is True when a single
-    DepSepConvolution layer holds both convs (predicted: when the documented conditions hold),
-    None when that cannot be told.
+    ``pointwise-not-found`` or ``next-conv-not-pointwise`` (observed failures), or, where the
+    layer information does not reach the block, ``not-covered`` (no layer names any of its
+    nodes: ``evidence="none"``) and ``pointwise-not-covered`` (the depthwise layer is there,
+    nothing after it: a log cut short). ``depsep`` is True when a single DepSepConvolution layer
+    holds both convs (predicted: when the documented conditions hold), None when that cannot be
+    told.
     """
 
     evidence: str
@@ -614,14 +629,57 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Statuses that say the layer information does not reach (all of) a block: never a claim about
+# what TensorRT did, and not a failure.
+NOT_COVERED = frozenset({"not-covered", "pointwise-not-covered"})
+
+
+def coverage(results: Sequence[BlockResult]) -> dict[str, int]:
+    """How many blocks were observed, predicted and not covered (a block the layer information
+    reaches only in part counts as not covered)."""
+    not_covered = sum(1 for r in results if r.status in NOT_COVERED)
+    return {
+        "blocks": len(results),
+        "observed": sum(1 for r in results if r.evidence == "observed" and r.status not in NOT_COVERED),
+        "predicted": sum(1 for r in results if r.evidence == "predicted"),
+        "not_covered": not_covered,
+    }
+
+
+def model_node_names(model: onnx.ModelProto) -> set[str]:
+    """Node names of ``model`` as TensorRT names them (``node_of_<output>`` when unnamed)."""
+    return set(_ModelNames(model).ops)
+
+
+def require_same_model(info: EngineInfo | Sequence[EngineLayer], model: onnx.ModelProto, source: str = "the layer information") -> int:
+    """Raise SepfixError when no layer of ``info`` names a node of ``model``: the layer
+    information belongs to another model (or to an export with other node names). Returns how
+    many of the model's nodes it names."""
+    layer_list = tuple(info.layers if isinstance(info, EngineInfo) else info)
+    names = model_node_names(model)
+    seen = {node for layer in layer_list for node in (*layer.onnx_nodes, *layer.name_nodes, *layer.metadata_nodes)}
+    found = len(names & seen)
+    if not layer_list:
+        raise SepfixError(f"{source} holds no layers")
+    if not found:
+        raise SepfixError(
+            f"{source} names none of this model's {len(names)} nodes: it belongs to another model "
+            f"(or to an export with other node names); its {len(layer_list)} layers are named like "
+            f"{next((l.name for l in layer_list if not l.is_copy), layer_list[0].name)[:60]!r}"
+        )
+    return found
+
+
 def block_report(layers: EngineInfo | Sequence[EngineLayer], blocks: Sequence[OnnxBlock] | None = None) -> list[BlockResult]:
     """Per depthwise-separable block, what the engine shows TensorRT did with it.
 
     Without ``blocks`` every depthwise (or DepSep) layer of the engine is one block. With
     ``blocks`` each ONNX block is looked up by node name (Metadata when the engine has it, else
-    the layer names); a depthwise node not found in a grouped layer is reported as
-    ``depthwise-dense-or-missing``. Names-only layer information cannot say what is grouped, so
-    it is refused rather than guessed at.
+    the layer names): a block none of whose nodes any layer names is ``not-covered`` (the layer
+    information does not reach it: a log cut short, a Myelin region that names only its ends),
+    never a claim; a depthwise node named in a layer that is not depthwise, or missing while the
+    rest of its block is there, is ``depthwise-dense-or-missing``. Names-only layer information
+    cannot say what is grouped, so it is refused rather than guessed at.
     """
     layer_list = tuple(layers.layers if isinstance(layers, EngineInfo) else layers)
     if not any(layer.detailed for layer in layer_list):
@@ -687,6 +745,17 @@ class _LayerGraph:
 
     def observe_block(self, block: OnnxBlock) -> BlockResult:
         index = self.node_layer.get(block.depthwise)
+        block_nodes = (block.depthwise, *block.between, block.pointwise, *block.after)
+        if index is None and not any(node in self.node_layer for node in block_nodes):
+            return BlockResult(
+                evidence="none",
+                status="not-covered",
+                message="not in this layer information: no layer names any of its nodes ("
+                        + ", ".join(block_nodes) + ")",
+                depthwise_node=block.depthwise,
+                pointwise_node=block.pointwise,
+                channels=block.channels,
+            )
         if index is None or self.classes[index].kind not in ("depthwise", "depsep"):
             return self._not_grouped(block, index)
         return self.observe(index, block)
@@ -694,7 +763,9 @@ class _LayerGraph:
     def _not_grouped(self, block: OnnxBlock, index: int | None) -> BlockResult:
         placement = self._placement(block)
         if index is None:
-            detail = f"node {block.depthwise!r} is not named in any engine layer"
+            named = [n for n in (*block.between, block.pointwise, *block.after) if n in self.node_layer]
+            detail = (f"node {block.depthwise!r} is not named in any engine layer, while "
+                      + ", ".join(named) + " of its block are")
             layer = None
         else:
             layer = self.layers[index]
@@ -777,9 +848,23 @@ class _LayerGraph:
                     unfused.append(layer_name)
 
         pw_class = self.classes[pw_index] if pw_index is not None else None
-        if pw is None:
+        text_pointwise = (
+            pw_class is not None and pw_class.kind == "convolution"
+            and (block is None or block.pointwise in pw.onnx_nodes)
+        )
+        if text_pointwise and block is None:
+            notes.append(f"{pw.name!r} records no kernel or Groups: taken as the pointwise conv")
+        cut_short = (
+            pw is None and block is not None and block.pointwise not in self.node_layer
+            and not any(self.consumers.get(t) for t in dw.outputs)
+        )
+        if cut_short:
+            status, message = ("pointwise-not-covered",
+                               f"depthwise layer {dw.name!r} is here, but nothing after it: the pointwise conv "
+                               f"{block.pointwise!r} is not in this layer information (cut short?)")
+        elif pw is None:
             status, message = "pointwise-not-found", "no convolution layer reads the depthwise layer's output"
-        elif not depsep and pw_class.kind != "pointwise":
+        elif not depsep and pw_class.kind != "pointwise" and not text_pointwise:
             status = "next-conv-not-pointwise"
             message = f"the conv reading the depthwise output is {pw_class.kind} ({pw.name!r})"
         elif unfused:
@@ -787,9 +872,11 @@ class _LayerGraph:
             message = "layers left between depthwise and pointwise: " + ", ".join(unfused)
         else:
             status = "fused"
+            kept = (f"depthwise kept grouped (Groups={dw.groups})" if dw.groups is not None else
+                    f"depthwise kept as {dw.layer_type} (no Groups recorded; its layer type is depthwise)")
             message = (
                 "depthwise and pointwise in one DepSepConvolution layer" if depsep else
-                f"depthwise kept grouped (Groups={dw.groups}); pointwise is {pw.name!r}"
+                f"{kept}; pointwise is {pw.name!r}"
             )
         return BlockResult(
             evidence="observed",
@@ -807,7 +894,7 @@ class _LayerGraph:
             pointwise_layer=None if pw is None else pw.name,
             pointwise_layer_type=None if pw is None else pw.layer_type,
             pointwise_fused=pw_fused,
-            pointwise_residual_input=None if pw is None or depsep else len(pw.inputs) > 1,
+            pointwise_residual_input=None if pw is None or depsep or not pw.inputs else len(pw.inputs) > 1,
             depsep=depsep,
             via=via,
             unfused_between=tuple(unfused),
