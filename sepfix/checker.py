@@ -12,7 +12,7 @@ import onnx
 from sepfix import model_io
 from sepfix.findings import Finding
 from sepfix.graph import GraphIndex
-from sepfix.patterns import SeparableBlock, all_convs, find_blocks
+from sepfix.patterns import Block, all_convs, find_blocks
 from sepfix.rules import Rule, select_rules
 
 
@@ -22,7 +22,7 @@ class CheckResult:
 
     path: str
     findings: list[Finding] = field(default_factory=list)
-    blocks: list[SeparableBlock] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
     conv_kinds: dict[str, int] = field(default_factory=dict)
     ir_version: int | None = None
     opsets: dict[str, int] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Iterator
 
 from sepfix.graph import GraphIndex, Node, Scope, Source, WeightSource
-from sepfix.ops import BLOCK_PASSTHROUGH_OPS
+from sepfix.ops import ACTIVATION_OPS, ADD_OPS, BLOCK_PASSTHROUGH_OPS, QUANT_OPS
 
 
 class ConvKind(str, Enum):
@@ -165,37 +165,55 @@ def all_convs(index: GraphIndex) -> list[ConvInfo]:
 _GATE_OPS = ("Mul",)
 
 
-@dataclass
-class SeparableBlock:
-    """A depthwise conv and the pointwise conv it feeds, with what stands between them."""
+@dataclass(frozen=True)
+class Block:
+    """A depthwise-separable block: a depthwise conv, what stands between it and the pointwise
+    conv it feeds (BN, activations, gates, Q/DQ), and the nodes right after the pointwise conv
+    that TensorRT may fuse into it (bias or residual Add, activation, Q/DQ).
 
-    scope: str
+    The one block type: check's JSON, validate's TensorRT report and the HTML page all read it.
+    Node names are the view's labels, or TensorRT's names (`find_blocks(..., tensorrt_names=True)`:
+    an unnamed node is `node_of_<first output>` there).
+    """
+
     depthwise: str
     pointwise: str
     between: tuple[str, ...]
-    between_ops: tuple[str, ...]
     channels: int
-    depth_multiplier: int
-    kernel: tuple[int, ...]
+    between_ops: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    after_ops: tuple[str, ...] = ()
+    graph: str = "main"
+    depth_multiplier: int = 1
+    kernel: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
         return {
-            "graph": self.scope,
+            "graph": self.graph,
             "depthwise": self.depthwise,
             "pointwise": self.pointwise,
             "between": list(self.between),
             "between_ops": list(self.between_ops),
+            "after": list(self.after),
+            "after_ops": list(self.after_ops),
             "channels": self.channels,
             "depth_multiplier": self.depth_multiplier,
             "kernel": list(self.kernel),
         }
 
 
-def find_blocks(index: GraphIndex, convs: list[ConvInfo] | None = None) -> list[SeparableBlock]:
+def tensorrt_name(node: Node) -> str:
+    """TensorRT's name for an ONNX node: its name, or `node_of_<first output>` when unnamed."""
+    proto = node.node
+    return proto.name or (f"node_of_{proto.output[0]}" if proto.output else node.label)
+
+
+def find_blocks(index: GraphIndex, convs: list[ConvInfo] | None = None, tensorrt_names: bool = False) -> list[Block]:
     """Every depthwise conv (k > 1) whose output reaches a pointwise conv through BN, bias
-    Add, activations and gates only."""
+    Add, activations, gates and Q/DQ only."""
     convs = all_convs(index) if convs is None else convs
     by_node = {id(c.node.node): c for c in convs}
+    name = tensorrt_name if tensorrt_names else (lambda node: node.label)
     blocks = []
     for info in convs:
         if info.kind is not ConvKind.DEPTHWISE or info.transposed or max(info.kernel, default=1) <= 1:
@@ -204,21 +222,50 @@ def find_blocks(index: GraphIndex, convs: list[ConvInfo] | None = None) -> list[
         if path is None:
             continue
         between, pointwise = path
+        after = _after(index, pointwise)
         shape = info.weight_shape
         channels = info.effective_group
         blocks.append(
-            SeparableBlock(
-                scope=info.node.scope.path,
-                depthwise=info.node.label,
-                pointwise=pointwise.label,
-                between=tuple(n.label for n in between),
-                between_ops=tuple(n.op for n in between),
+            Block(
+                depthwise=name(info.node),
+                pointwise=name(pointwise),
+                between=tuple(name(n) for n in between),
                 channels=channels,
+                between_ops=tuple(n.op for n in between),
+                after=tuple(name(n) for n in after),
+                after_ops=tuple(n.op for n in after),
+                graph=info.node.scope.path,
                 depth_multiplier=shape[0] // channels,
                 kernel=tuple(shape[2:]),
             )
         )
     return blocks
+
+
+_AFTER_LIMIT = 4
+
+
+def _after(index: GraphIndex, pointwise: Node) -> list[Node]:
+    """Nodes right after the pointwise conv that TensorRT may fuse into it: bias/residual Add,
+    activations (gated ones as Sigmoid + Mul), Q/DQ."""
+    fusable = ACTIVATION_OPS | ADD_OPS | QUANT_OPS
+    nodes: list[Node] = []
+    scope = pointwise.scope
+    tensor = pointwise.node.output[0] if pointwise.node.output else ""
+    while tensor and len(nodes) < _AFTER_LIMIT:
+        users = index.consumers(scope, tensor)
+        if len(users) == 1 and users[0].op in fusable:
+            nodes.append(users[0])
+            tensor = users[0].node.output[0]
+            continue
+        gates = [u for u in users if u.op in ("Sigmoid", "HardSigmoid")]
+        muls = [u for u in users if u.op == "Mul"]
+        if len(users) == 2 and len(gates) == 1 and len(muls) == 1 and gates[0].node.output[0] in muls[0].node.input:
+            nodes.extend([gates[0], muls[0]])
+            tensor = muls[0].node.output[0]
+            continue
+        break
+    return nodes
 
 
 def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[list[Node], Node] | None:

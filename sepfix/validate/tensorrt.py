@@ -27,7 +27,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import onnx
 
+from sepfix import walk
 from sepfix.errors import SepfixError
+from sepfix.ops import ACTIVATION_OPS, ADD_OPS, BATCHNORM_OPS, QUANT_OPS
+from sepfix.patterns import Block
 
 __all__ = [
     "EngineLayer",
@@ -59,14 +62,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # ONNX op families, as the report groups fused nodes.
 
-CONV_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv"})
-BATCHNORM_OPS = frozenset({"BatchNormalization"})
-ACTIVATION_OPS = frozenset({
-    "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
-    "Celu", "Softplus", "Softsign", "Gelu", "ThresholdedRelu", "PRelu", "Mish",
-})
-QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-ADD_OPS = frozenset({"Add", "Sum"})
+CONV_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv"})  # what a layer name may come from
 
 # Layer types TensorRT inserts to move or relabel data; they compute nothing of the model.
 _DATA_MOVEMENT_TYPES = frozenset({"Reformat", "NoOp"})
@@ -179,25 +175,15 @@ class _ModelNames:
     def __init__(self, model: onnx.ModelProto):
         self.ops: dict[str, str] = {}
         self.initializers: set[str] = set()
-        self._walk(model.graph)
-        for function in model.functions:
-            for node in function.node:
+        for body in walk.bodies(model):
+            if isinstance(body, onnx.GraphProto):
+                self.initializers.update(init.name for init in body.initializer)
+                self.initializers.update(init.values.name for init in body.sparse_initializer)
+            for node in body.node:
                 self._add_node(node)
 
-    def _walk(self, graph: onnx.GraphProto) -> None:
-        self.initializers.update(init.name for init in graph.initializer)
-        self.initializers.update(init.values.name for init in graph.sparse_initializer)
-        for node in graph.node:
-            self._add_node(node)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    self._walk(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    for sub in attr.graphs:
-                        self._walk(sub)
-
     def _add_node(self, node: onnx.NodeProto) -> None:
-        # TensorRT's parser names an unnamed node after its first output.
+        # TensorRT's parser names an unnamed node after its first output (patterns.tensorrt_name).
         name = node.name or (f"node_of_{node.output[0]}" if node.output else "")
         if name:
             self.ops.setdefault(name, node.op_type)
@@ -531,33 +517,8 @@ def classify_layer(layer: EngineLayer) -> LayerClass:
 # Block report
 
 
-@dataclass(frozen=True)
-class OnnxBlock:
-    """A depthwise-separable block as the ONNX model has it (node names).
-
-    ``between`` are the nodes from the depthwise output to the pointwise input (BN, activation,
-    Q/DQ); ``after`` the nodes right after the pointwise conv (bias Add, activation, residual
-    Add). The ``*_ops`` tuples give their op types where known, else they are guessed from names.
-    """
-
-    depthwise: str
-    pointwise: str
-    between: tuple[str, ...]
-    channels: int
-    between_ops: tuple[str, ...] = ()
-    after: tuple[str, ...] = ()
-    after_ops: tuple[str, ...] = ()
-
-    @classmethod
-    def from_separable_block(cls, block: Any) -> OnnxBlock:
-        """From `sepfix.patterns.SeparableBlock` (or anything with the same attributes)."""
-        return cls(
-            depthwise=block.depthwise,
-            pointwise=block.pointwise,
-            between=tuple(block.between),
-            channels=int(block.channels),
-            between_ops=tuple(getattr(block, "between_ops", ())),
-        )
+# The block type is patterns.Block; the name stays for readers of this module's API.
+OnnxBlock = Block
 
 
 @dataclass(frozen=True)
