@@ -47,10 +47,20 @@ class Node:
         return self.node.name or f"{self.node.op_type}#{self.index}"
 
     def attr(self, name: str, default=None):
+        """The attribute's value. Inside a model-local function an attribute may refer to one of
+        the call's attributes (`ref_attr_name`): it is bound when every call site agrees (or the
+        function's default applies), else `default` comes back and `unresolved` names it."""
         for attribute in self.node.attribute:
             if attribute.name == name:
+                if attribute.ref_attr_name:
+                    return self.scope.bindings.get(attribute.ref_attr_name, default)
                 return onnx.helper.get_attribute_value(attribute)
         return default
+
+    def unresolved(self) -> set[str]:
+        """Attributes that refer to a function attribute whose call sites disagree (or give none)."""
+        return {a.name for a in self.node.attribute
+                if a.ref_attr_name and a.ref_attr_name not in self.scope.bindings}
 
     def has_attr(self, name: str) -> bool:
         return any(a.name == name for a in self.node.attribute)
@@ -75,6 +85,9 @@ class Scope:
     shapes: dict[str, tuple] = field(default_factory=dict)
     parent: "Scope | None" = None
     is_function: bool = False
+    # A function's attributes as every call site binds them (only those all call sites agree on).
+    bindings: dict = field(default_factory=dict)
+    call_sites: int = 0
     # How to reach this body from the model: () for the main graph, then one
     # (node index, attribute name, position) step per nesting level, or ("function", domain, name).
     address: tuple = ()
@@ -161,6 +174,7 @@ class GraphIndex:
         main = self._add_graph(self.model.graph, "main", parent=None, address=())
         for function in self.model.functions:
             self._add_function(function)
+        self._bind_function_attributes()
         self._check_opset()
         for scope in self.scopes:
             self._check_scope(scope)
@@ -198,6 +212,34 @@ class GraphIndex:
         scope.outputs = list(function.output)
         self.scopes.append(scope)
         self._add_nodes(scope, function.node)
+
+    def _bind_function_attributes(self) -> None:
+        """Per function: the value of each attribute every call site agrees on (call attribute,
+        else the function's default)."""
+        functions = {(f.domain, f.name): f for f in self.model.functions}
+        calls: dict[tuple, list[Node]] = defaultdict(list)
+        for node in self.nodes():
+            key = (node.node.domain, node.node.op_type)
+            if key in functions:
+                calls[key].append(node)
+        for scope in self.scopes:
+            if not scope.is_function:
+                continue
+            _, domain, name = scope.address[0]
+            function = functions[(domain, name)]
+            defaults = {a.name: onnx.helper.get_attribute_value(a) for a in function.attribute_proto}
+            sites = calls.get((domain, name), [])
+            scope.call_sites = len(sites)
+            for attribute in list(function.attribute) + list(defaults):
+                values = []
+                for site in sites:
+                    given = next((a for a in site.node.attribute if a.name == attribute), None)
+                    values.append(onnx.helper.get_attribute_value(given) if given is not None and not given.ref_attr_name
+                                  else defaults.get(attribute, _MISSING))
+                if values and all(v is not _MISSING and v == values[0] for v in values):
+                    scope.bindings[attribute] = values[0]
+                elif not sites and attribute in defaults:
+                    scope.bindings[attribute] = defaults[attribute]
 
     def _add_nodes(self, scope: Scope, nodes) -> None:
         for i, proto in enumerate(nodes):
@@ -238,7 +280,10 @@ class GraphIndex:
         if twice:
             count = sum(n.node.name == twice for n in scope.nodes)
             raise self.error(f"graph {scope.path}: node name {twice!r} is used by {count} nodes; node names must be unique")
+        local = {(f.domain, f.name) for f in self.model.functions}
         for node in scope.nodes:
+            if (node.node.domain, node.node.op_type) in local:
+                continue
             problem = _schema_problem(node.node, self.opsets.get(node.node.domain or "ai.onnx"))
             perm = node.attr("perm") if node.op == "Transpose" and not problem else None
             if perm is not None and sorted(perm) != list(range(len(perm))):
@@ -404,11 +449,21 @@ class GraphIndex:
     def channels(self, scope: Scope, name: str, depth: int = 12) -> int | None:
         """Channel count (dim 1) of an activation tensor: declared or inferred shape first,
         then walk back through ops that keep channels to one that sets them."""
-        shape = scope.shape(name)
+        derived = self._derived_channels(scope, name, depth)
+        if derived is not None:
+            return derived
+        shape = scope.shape(name)  # declared or inferred: only a hint (jax2onnx declares NHWC dims)
         if shape is not None and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] > 0:
             return shape[1]
+        return None
+
+    def _derived_channels(self, scope: Scope, name: str, depth: int) -> int | None:
+        """Channels from the producing conv's weight, BN's scale, or a graph input's declared dims."""
         producer = scope.lookup_producer(name)
-        if producer is None or depth == 0:
+        if producer is None:
+            shape = scope.shape(name) if scope.is_graph_input(name) else None
+            return shape[1] if shape and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] > 0 else None
+        if depth == 0:
             return None
         if producer.op in ("Conv", "ConvTranspose"):
             weight_shape = self.constant_shape(scope, producer.input(1))
@@ -420,15 +475,64 @@ class GraphIndex:
             scale = self.constant_shape(scope, producer.input(1))
             return scale[0] if scale and isinstance(scale[0], int) else None
         if producer.op in CHANNEL_PRESERVING_OPS:
-            return self.channels(scope, producer.input(0), depth - 1)
+            data = [n for n in producer.node.input[:2] if n and not self.is_constant(scope, n)]
+            return self._derived_channels(scope, (data or [producer.input(0)])[0], depth - 1)
         if producer.op == "Concat" and producer.attr("axis") == 1:
             parts = [self.channels(scope, n, depth - 1) for n in producer.node.input]
             return sum(parts) if all(p is not None for p in parts) else None
+        if producer.op == "Split":
+            return self._split_channels(scope, producer, name, depth)
+        if producer.op == "Slice":
+            return self._slice_channels(scope, producer, depth)
+        if producer.op == "Reshape" and self._is_channel_shuffle(scope, producer):
+            return self.channels(scope, self.producer(scope, producer.input(0)).input(0), depth - 1)
         return None
 
+    def _split_channels(self, scope: Scope, split: Node, name: str, depth: int) -> int | None:
+        """A piece of a Split on the channel axis (torch's chunk): its size, given or equal."""
+        if split.attr("axis", 0) not in (1, -3):
+            return None
+        position = list(split.node.output).index(name)
+        sizes = split.attr("split")
+        if sizes is None and split.input(1):
+            value = self.constant_value(scope, split.input(1))
+            sizes = None if value is None else [int(v) for v in value.reshape(-1)]
+        if sizes:
+            return sizes[position] if position < len(sizes) and sizes[position] > 0 else None
+        total = self.channels(scope, split.input(0), depth - 1)
+        count = len(split.node.output)
+        return total // count if total is not None and total % count == 0 else None
+
+    def _slice_channels(self, scope: Scope, node: Node, depth: int) -> int | None:
+        """A Slice of the channel axis with constant starts/ends and step 1."""
+        values = [self.constant_value(scope, n) if n else None for n in node.node.input[1:5]]
+        if len(values) < 2 or values[0] is None or values[1] is None:
+            return None
+        axes = [int(a) for a in values[2].reshape(-1)] if len(values) > 2 and values[2] is not None else list(range(values[0].size))
+        steps = [int(a) for a in values[3].reshape(-1)] if len(values) > 3 and values[3] is not None else [1] * len(axes)
+        total = self.channels(scope, node.input(0), depth - 1)
+        for axis, start, end, step in zip(axes, values[0].reshape(-1), values[1].reshape(-1), steps):
+            if axis != 1:
+                continue
+            if step != 1 or total is None:
+                return None
+            start, end = (int(v) + total if v < 0 else min(int(v), total) for v in (start, end))
+            return end - start if end > start else None
+        return total
+
+    def _is_channel_shuffle(self, scope: Scope, reshape: Node) -> bool:
+        """Reshape(Transpose(Reshape(x, 5-D), perm=[0,2,1,3,4]), 4-D): ShuffleNet's channel
+        shuffle, which keeps x's channel count."""
+        transpose = self.producer(scope, reshape.input(0))
+        if transpose is None or transpose.op != "Transpose" or list(transpose.attr("perm") or []) != [0, 2, 1, 3, 4]:
+            return False
+        inner = self.producer(scope, transpose.input(0))
+        return inner is not None and inner.op == "Reshape"
 
 
 
+
+_MISSING = object()
 _SMALL_TENSOR = 4096  # bytes: small constants (Reshape targets ...) stay, shape inference reads them
 
 
@@ -477,10 +581,10 @@ def _schema_problem(node: onnx.NodeProto, version: int | None) -> str | None:
         try:
             _SCHEMAS[key] = onnx.defs.get_schema(node.op_type, key[1], "")
         except onnx.defs.SchemaError:
-            _SCHEMAS[key] = None  # unknown op or opset: the runtime's business, not a rule's
+            _SCHEMAS[key] = None  # no such op at this opset: _undefined says why
     schema = _SCHEMAS[key]
     if schema is None:
-        return None
+        return _undefined(node.op_type, version)
     for what, count, low, high in (("inputs", len(node.input), schema.min_input, schema.max_input),
                                    ("outputs", len(node.output), schema.min_output, schema.max_output)):
         if not low <= count <= high:
@@ -494,6 +598,18 @@ def _schema_problem(node: onnx.NodeProto, version: int | None) -> str | None:
             onnx.AttributeProto.AttributeType.values()) else str(attribute.type)
         return f"has attribute {attribute.name!r} of type {found}; {node.op_type} takes {spec.type.name}"
     return None
+
+
+def _undefined(op_type: str, version: int) -> str:
+    """Why an ai.onnx op has no schema at the model's opset: it came later, or no opset has it
+    (tf2onnx leaves PartitionedCall where it could not convert a function)."""
+    try:
+        latest = onnx.defs.get_schema(op_type, "")
+    except onnx.defs.SchemaError:
+        return ("is not an ONNX operator: no ai.onnx opset defines it (onnx.checker and onnxruntime refuse the "
+                "model; an exporter left a framework op it could not convert)")
+    return (f"is defined in ai.onnx from opset {latest.since_version} on, but the model imports opset {version}: "
+            "not a valid model")
 
 
 def _defined(scope: Scope, name: str) -> bool:

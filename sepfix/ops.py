@@ -28,5 +28,6 @@ CHANNEL_PRESERVING_OPS = (ACTIVATION_OPS | BATCHNORM_OPS | QUANT_OPS | BINARY_EL
     "Identity", "Dropout", "InstanceNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
     "GlobalMaxPool", "Pad", "Resize", "Upsample", "Cast",
 })
-# Ops a depthwise output may pass through on its way to the pointwise conv of its block.
-BLOCK_PASSTHROUGH_OPS = ACTIVATION_OPS | BATCHNORM_OPS | {"Identity", "Dropout"}
+# Ops a depthwise output may pass through on its way to the pointwise conv of its block
+# (Q/DQ too: explicit quantization puts a Q->DQ pair before every conv input).
+BLOCK_PASSTHROUGH_OPS = ACTIVATION_OPS | BATCHNORM_OPS | QUANT_OPS | {"Identity", "Dropout"}

@@ -149,16 +149,26 @@ def classify(info: ConvInfo) -> ConvKind:
     return ConvKind.DENSE
 
 
+# Attributes that decide what a conv computes; a conv that cannot read one is not reasoned about.
+CONV_ATTRIBUTES = frozenset({"group", "kernel_shape", "strides", "pads", "dilations", "auto_pad"})
+
+
 def iter_convs(index: GraphIndex) -> Iterator[ConvInfo]:
     for node in index.nodes("Conv", "ConvTranspose"):
-        yield conv_info(index, node)
+        if not node.unresolved() & CONV_ATTRIBUTES:
+            yield conv_info(index, node)
 
 
 def all_convs(index: GraphIndex) -> list[ConvInfo]:
-    """Every conv of the model, classified once and shared by all rules."""
+    """Every conv of the model whose attributes are known, classified once and shared by all rules."""
     if "convs" not in index.cache:
         index.cache["convs"] = list(iter_convs(index))
     return index.cache["convs"]
+
+
+def unresolved_convs(index: GraphIndex) -> list[Node]:
+    """Convs inside model-local functions whose call sites bind their attributes differently."""
+    return [n for n in index.nodes("Conv", "ConvTranspose") if n.unresolved() & CONV_ATTRIBUTES]
 
 
 # Gates: x * f(x) (swish, hard-swish, squeeze-excitation). The side branch starts from x.

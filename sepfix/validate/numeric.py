@@ -14,6 +14,9 @@ Inputs fed to both models:
   unknown) takes, in this order, the value ``--input-shape`` gives for the whole input, the
   value already bound to the same ``dim_param`` by an earlier input (so ``batch`` or ``seq``
   stay consistent across inputs), else **1 for the first dimension and 16 for every other**.
+  A ``dim_value`` of 0 or less (paddle2onnx writes -1) is dynamic too. When the original does
+  not run on those sizes, the other dimensions try 224, 32, 64, 128, then a height of 48 with a
+  width of 320 or 192 (text recognisers), until it runs; the result says which shapes it used.
   An input whose rank is unknown needs ``--input-shape``.
 * Values: floats are seeded standard normal, integers small values in ``[0, 8)`` (valid as
   indices into most axes), bools random. ``count`` such sets are made from one seed.
@@ -130,6 +133,8 @@ class Validation:
     outputs: list[OutputComparison] = field(default_factory=list)
     message: str = ""
     original_runner: str = ""
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # of the generated sets
+    shapes_note: str = ""  # which sizes the original refused before these
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -221,7 +226,7 @@ def _input_spec(value: onnx.ValueInfoProto) -> _InputSpec:
     dims: list[int | str | None] = []
     for dim in value.type.tensor_type.shape.dim:
         which = dim.WhichOneof("value")
-        if which == "dim_value":
+        if which == "dim_value" and dim.dim_value > 0:
             dims.append(int(dim.dim_value))
         elif which == "dim_param" and dim.dim_param:
             dims.append(dim.dim_param)
@@ -265,7 +270,31 @@ def _bind(spec: _InputSpec, shape: Sequence[int], bindings: dict[str, int]) -> N
             bindings.setdefault(declared, int(actual))
 
 
-def _resolve_shape(spec: _InputSpec, shapes: Mapping[str, Sequence[int]], bindings: dict[str, int]) -> list[int]:
+@dataclass(frozen=True)
+class SizePlan:
+    """What a dynamic dimension becomes when nothing else decides it: the first axis `first`,
+    the others `other`, or for rank-4 inputs a (height, width) pair."""
+
+    first: int = DEFAULT_FIRST_DIM
+    other: int = DEFAULT_OTHER_DIM
+    hw: tuple[int, int] | None = None
+
+    def size(self, axis: int, rank: int) -> int:
+        if axis == 0:
+            return self.first
+        if self.hw is not None and rank == 4 and axis >= 2:
+            return self.hw[axis - 2]
+        return self.other
+
+
+# Sizes real networks accept, tried in order until the original runs (detectors want multiples
+# of 32, PaddleOCR recognisers a height of 48).
+SIZE_PLANS = (SizePlan(), SizePlan(other=224), SizePlan(other=32), SizePlan(other=64), SizePlan(other=128),
+              SizePlan(other=16, hw=(48, 320)), SizePlan(other=16, hw=(48, 192)))
+
+
+def _resolve_shape(spec: _InputSpec, shapes: Mapping[str, Sequence[int]], bindings: dict[str, int],
+                   plan: SizePlan = SizePlan()) -> list[int]:
     if spec.name in shapes:
         return [int(d) for d in shapes[spec.name]]
     if spec.dims is None:
@@ -280,8 +309,20 @@ def _resolve_shape(spec: _InputSpec, shapes: Mapping[str, Sequence[int]], bindin
         elif isinstance(dim, str) and dim in bindings:
             resolved.append(bindings[dim])
         else:
-            resolved.append(DEFAULT_FIRST_DIM if axis == 0 else DEFAULT_OTHER_DIM)
+            resolved.append(plan.size(axis, len(spec.dims)))
     return resolved
+
+
+def size_plans(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[SizePlan, ...]:
+    """The plans worth trying: all of them when some input has a dynamic dimension besides the
+    first that `--input-shape` does not fix, else just the default."""
+    shapes = shapes or {}
+    for value in real_inputs(model):
+        spec = _input_spec(value)
+        if spec.name not in shapes and spec.dims is not None and any(
+                not isinstance(d, int) for d in spec.dims[1:]):
+            return SIZE_PLANS
+    return SIZE_PLANS[:1]
 
 
 MAX_RANDOM_INPUT_BYTES = 2**31
@@ -347,6 +388,7 @@ def make_feeds(
     seed: int = 0,
     count: int = 2,
     user_inputs: Mapping[str, np.ndarray] | None = None,
+    plan: SizePlan = SizePlan(),
 ) -> list[dict[str, np.ndarray]]:
     """Input sets for the model's real inputs: the user's set first (if any), then ``count``
     seeded random sets. Shapes follow the rules in the module docstring."""
@@ -377,7 +419,7 @@ def make_feeds(
             if spec.name in given:
                 feed[spec.name] = given[spec.name]
             else:
-                shape = _resolve_shape(spec, shapes, bindings)
+                shape = _resolve_shape(spec, shapes, bindings, plan)
                 _bind(spec, shape, bindings)
                 feed[spec.name] = _random_array(spec, shape, rng)
         feeds.append(feed)
@@ -385,7 +427,7 @@ def make_feeds(
         bindings = {}
         feed = {}
         for spec in specs:
-            shape = _resolve_shape(spec, shapes, bindings)
+            shape = _resolve_shape(spec, shapes, bindings, plan)
             _bind(spec, shape, bindings)
             feed[spec.name] = _random_array(spec, shape, rng)
         feeds.append(feed)
@@ -783,7 +825,8 @@ def compare_models(
 
 def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, original_providers,
              candidate_session, count) -> Validation:
-    feeds = make_feeds(orig.structure, shapes, seed=seed, count=count, user_inputs=user_inputs)
+    plans = size_plans(orig.structure, shapes)
+    feeds = make_feeds(orig.structure, shapes, seed=seed, count=count, user_inputs=user_inputs, plan=plans[0])
     result = Validation(False, _PROOF_ORT, providers[0] if providers else "", rtol, atol, len(feeds))
 
     orig_inputs = {v.name for v in real_inputs(orig.structure)}
@@ -792,13 +835,14 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
         result.message = f"the candidate has inputs the original lacks: {', '.join(extra)}"
         return result
 
-    # The original: onnxruntime, or the reference evaluator when onnxruntime calls it invalid.
+    # The original: onnxruntime, or the reference evaluator when onnxruntime calls it invalid
+    # (at load time, or at run time on inputs the reference evaluator runs).
     fallback_reason = ""
+    session = None
+    original_runner = ""
     try:
         session = _open_session(orig, original_providers)
-        original_runs = _run_session(session, feeds)
-        result.original_runner = session.get_providers()[0]
-        del session
+        original_runner = result.original_runner = session.get_providers()[0]
     except _invalid_model_errors() as exc:
         fallback_reason = _first_line(exc)
     except ort_errors() as exc:
@@ -807,16 +851,35 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
     if fallback_reason:
         result.proof = _PROOF_REFERENCE
         result.original_runner = _REFERENCE_RUNNER
-        try:
-            original_runs = _run_reference(orig.full(), feeds)
-        except SepfixError:
-            raise
-        except Exception as exc:  # the reference evaluator raises anything; say what and stop
-            result.message = (
-                f"onnxruntime rejected the original ({fallback_reason}) and the reference evaluator "
-                f"failed too ({_first_line(exc)}): nothing to compare against"
-            )
-            return result
+    refused: list[str] = []
+    original_runs = None
+    for plan in plans:
+        if plan is not plans[0]:
+            feeds = make_feeds(orig.structure, shapes, seed=seed, count=count, user_inputs=user_inputs, plan=plan)
+        original_runs, reason = _run_original(orig, session, feeds, fallback_reason)
+        if reason:  # the reference evaluator ran (or was tried) on the original
+            result.proof = _PROOF_REFERENCE
+            result.original_runner = _REFERENCE_RUNNER
+        if original_runs is not None:
+            fallback_reason = reason
+            break
+        refused.append(f"{_feed_shapes(feeds[-1])}: {reason}")
+    del session
+    if original_runs is None:
+        names = ", ".join(sorted(orig_inputs)) or "none"
+        result.message = (
+            f"the original ran on none of the input shapes tried ({'; '.join(refused[:3])}"
+            f"{'; ...' if len(refused) > 3 else ''}): give shapes it accepts with --input-shape NAME:D1,D2,.. "
+            f"(inputs: {names})")
+        return result
+    if not fallback_reason:
+        result.proof = _PROOF_ORT
+        result.original_runner = original_runner
+    result.input_sets = len(feeds)
+    result.input_shapes = _feed_shapes(feeds[-1])
+    if refused:
+        result.shapes_note = (f"the original refused {len(refused)} smaller or other size choice"
+                              f"{'s' if len(refused) != 1 else ''} first")
 
     # The candidate: always onnxruntime.
     try:
@@ -831,6 +894,26 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
     result.passed = all(o.passed for o in result.outputs)
     result.message = _summary(result, fallback_reason)
     return result
+
+
+def _run_original(orig, session, feeds, fallback_reason: str):
+    """(outputs, why the reference evaluator ran instead or "") or (None, why nothing ran)."""
+    if session is not None and not fallback_reason:
+        try:
+            return _run_session(session, feeds), ""
+        except ort_errors() as exc:
+            fallback_reason = _first_line(exc)
+    try:
+        return _run_reference(orig.full(), feeds), fallback_reason
+    except SepfixError:
+        raise
+    except Exception as exc:  # the reference evaluator raises anything: this size does not run
+        return None, (f"onnxruntime rejected it ({fallback_reason}) and the reference evaluator failed too "
+                      f"({_first_line(exc)})")
+
+
+def _feed_shapes(feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    return {name: list(array.shape) for name, array in feed.items()}
 
 
 def _summary(result: Validation, fallback_reason: str) -> str:
