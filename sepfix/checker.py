@@ -68,7 +68,7 @@ def check_loaded(loaded: model_io.LoadedModel, rules: list[Rule], path: str = "<
     return CheckResult(
         path=path,
         findings=findings,
-        blocks=find_blocks(index),
+        blocks=find_blocks(index.inlined()),
         conv_kinds=dict(sorted(kinds.items())),
         ir_version=model.ir_version,
         opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},

@@ -319,6 +319,23 @@ class GraphIndex:
             if dims is not None:
                 main.shapes.setdefault(value.name, dims)
 
+    def inlined(self) -> "GraphIndex":
+        """The view of the model with its local functions inlined (itself when it has none): a
+        depthwise-separable block can span calls of different functions."""
+        if not self.model.functions:
+            return self
+        if "inlined" not in self.cache:
+            import dataclasses
+
+            from onnx.inliner import inline_local_functions
+
+            try:
+                model = inline_local_functions(self.model)
+                self.cache["inlined"] = GraphIndex(dataclasses.replace(self.loaded, model=model))
+            except Exception:  # noqa: BLE001 - onnx cannot inline it: count blocks as written
+                self.cache["inlined"] = self
+        return self.cache["inlined"]
+
     # ----------------------------------------------------------------------------- queries
     def nodes(self, *op_types: str) -> Iterator[Node]:
         for scope in self.scopes:
@@ -603,13 +620,25 @@ def _schema_problem(node: onnx.NodeProto, version: int | None) -> str | None:
 def _undefined(op_type: str, version: int) -> str:
     """Why an ai.onnx op has no schema at the model's opset: it came later, or no opset has it
     (tf2onnx leaves PartitionedCall where it could not convert a function)."""
-    try:
-        latest = onnx.defs.get_schema(op_type, "")
-    except onnx.defs.SchemaError:
+    first = _first_versions().get(op_type)
+    if first is None:
         return ("is not an ONNX operator: no ai.onnx opset defines it (onnx.checker and onnxruntime refuse the "
                 "model; an exporter left a framework op it could not convert)")
-    return (f"is defined in ai.onnx from opset {latest.since_version} on, but the model imports opset {version}: "
+    return (f"is defined in ai.onnx from opset {first} on, but the model imports opset {version}: "
             "not a valid model")
+
+
+_FIRST_VERSIONS: dict[str, int] = {}
+
+
+def _first_versions() -> dict[str, int]:
+    """The opset each ai.onnx op first appeared in."""
+    if not _FIRST_VERSIONS:
+        for schema in onnx.defs.get_all_schemas_with_history():
+            if schema.domain in ("", "ai.onnx"):
+                known = _FIRST_VERSIONS.get(schema.name)
+                _FIRST_VERSIONS[schema.name] = min(schema.since_version, known or schema.since_version)
+    return _FIRST_VERSIONS
 
 
 def _defined(scope: Scope, name: str) -> bool:

@@ -72,7 +72,7 @@ def model_blocks(loaded: model_io.LoadedModel) -> list:
     from sepfix.graph import GraphIndex
     from sepfix.patterns import find_blocks
 
-    return find_blocks(GraphIndex(loaded), tensorrt_names=True)
+    return find_blocks(GraphIndex(loaded).inlined(), tensorrt_names=True)
 
 
 # --------------------------------------------------------------------------------------------
