@@ -53,7 +53,8 @@ class Node:
         for attribute in self.node.attribute:
             if attribute.name == name:
                 if attribute.ref_attr_name:
-                    return self.scope.bindings.get(attribute.ref_attr_name, default)
+                    bound = self.scope.bindings.get(attribute.ref_attr_name, ABSENT)
+                    return default if bound is ABSENT else bound
                 return onnx.helper.get_attribute_value(attribute)
         return default
 
@@ -63,7 +64,9 @@ class Node:
                 if a.ref_attr_name and a.ref_attr_name not in self.scope.bindings}
 
     def has_attr(self, name: str) -> bool:
-        return any(a.name == name for a in self.node.attribute)
+        """True when the attribute is set (a function attribute no call binds is not)."""
+        return any(a.name == name and (not a.ref_attr_name or self.scope.bindings.get(a.ref_attr_name, ABSENT)
+                                       is not ABSENT) for a in self.node.attribute)
 
     def input(self, i: int) -> str:
         """Input i's tensor name, or "" when absent (optional inputs may be skipped)."""
@@ -87,7 +90,11 @@ class Scope:
     is_function: bool = False
     # A function's attributes as every call site binds them (only those all call sites agree on).
     bindings: dict = field(default_factory=dict)
-    call_sites: int = 0
+    calls: list = field(default_factory=list)  # the nodes that call this function
+
+    @property
+    def call_sites(self) -> int:
+        return len(self.calls)
     # How to reach this body from the model: () for the main graph, then one
     # (node index, attribute name, position) step per nesting level, or ("function", domain, name).
     address: tuple = ()
@@ -229,14 +236,16 @@ class GraphIndex:
             function = functions[(domain, name)]
             defaults = {a.name: onnx.helper.get_attribute_value(a) for a in function.attribute_proto}
             sites = calls.get((domain, name), [])
-            scope.call_sites = len(sites)
+            scope.calls = sites
             for attribute in list(function.attribute) + list(defaults):
                 values = []
                 for site in sites:
                     given = next((a for a in site.node.attribute if a.name == attribute), None)
                     values.append(onnx.helper.get_attribute_value(given) if given is not None and not given.ref_attr_name
                                   else defaults.get(attribute, _MISSING))
-                if values and all(v is not _MISSING and v == values[0] for v in values):
+                if values and all(v is _MISSING for v in values):
+                    scope.bindings[attribute] = ABSENT  # no call sets it and no default: omitted
+                elif values and all(v is not _MISSING and v == values[0] for v in values):
                     scope.bindings[attribute] = values[0]
                 elif not sites and attribute in defaults:
                     scope.bindings[attribute] = defaults[attribute]
@@ -477,6 +486,10 @@ class GraphIndex:
     def _derived_channels(self, scope: Scope, name: str, depth: int) -> int | None:
         """Channels from the producing conv's weight, BN's scale, or a graph input's declared dims."""
         producer = scope.lookup_producer(name)
+        if producer is None and scope.is_function and name in scope.inputs and depth > 0:
+            position = scope.inputs.index(name)  # a function input: what every call feeds it
+            counts = {self.channels(site.scope, site.input(position), depth - 1) for site in scope.calls}
+            return counts.pop() if len(counts) == 1 else None
         if producer is None:
             shape = scope.shape(name) if scope.is_graph_input(name) else None
             return shape[1] if shape and len(shape) >= 2 and isinstance(shape[1], int) and shape[1] > 0 else None
@@ -550,6 +563,7 @@ class GraphIndex:
 
 
 _MISSING = object()
+ABSENT = object()  # a function attribute that no call site sets (the node then has no such attribute)
 _SMALL_TENSOR = 4096  # bytes: small constants (Reshape targets ...) stay, shape inference reads them
 
 

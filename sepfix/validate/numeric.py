@@ -778,8 +778,11 @@ def _run_session(session, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dic
 
 
 def _run_reference(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    from onnx.inliner import inline_local_functions
     from onnx.reference import ReferenceEvaluator
 
+    if model.functions:  # the overrides apply to the main graph's nodes only
+        model = inline_local_functions(model)
     evaluator = ReferenceEvaluator(model, new_ops=_reference_overrides())
     names = [value.name for value in model.graph.output]
     wanted = set(evaluator.input_names)
