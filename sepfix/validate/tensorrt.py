@@ -359,14 +359,14 @@ def split_layer_name(name: str, names: _ModelNames | None = None) -> ParsedName:
         if not part:
             return
         if part.startswith("PWN(") and part.endswith(")") and _balanced(part[4:-1]):
-            for inner in _split_top(part[4:-1], (" + ", ", ")):
+            for inner in split_top(part[4:-1], (" + ", ", ")):
                 visit(inner, True)
             return
         foreign_match = _FOREIGN_RE.match(part)
         if foreign_match is not None:
             foreign = True
             for inner in foreign_match.group("inner").split("..."):
-                for part in _split_top(inner, (" + ",)):
+                for part in split_top(inner, (" + ",)):
                     visit(part, in_pwn)
             return
         kind = _leaf_kind(part, names)
@@ -379,9 +379,9 @@ def split_layer_name(name: str, names: _ModelNames | None = None) -> ParsedName:
         else:
             other.append(part)
 
-    horizontal_parts = _split_top(name, ("||",))
+    horizontal_parts = split_top(name, ("||",))
     for horizontal in horizontal_parts:
-        for part in _split_top(horizontal, (" + ",)):
+        for part in split_top(horizontal, (" + ",)):
             visit(part, False)
     return ParsedName(
         tuple(dict.fromkeys(nodes)),
@@ -394,7 +394,7 @@ def split_layer_name(name: str, names: _ModelNames | None = None) -> ParsedName:
     )
 
 
-def _split_top(text: str, separators: tuple[str, ...]) -> list[str]:
+def split_top(text: str, separators: tuple[str, ...], drop_empty: bool = True) -> list[str]:
     """Split on separators outside (), [] and {} so ``PWN(a + b)`` stays one part."""
     parts, depth, start, i = [], 0, 0, 0
     while i < len(text):
@@ -412,7 +412,7 @@ def _split_top(text: str, separators: tuple[str, ...]) -> list[str]:
                 continue
         i += 1
     parts.append(text[start:])
-    return [p for p in parts if p.strip()]
+    return [p for p in parts if p.strip()] if drop_empty else parts
 
 
 def _balanced(text: str) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 import onnx
 
 from sepfix.errors import SepfixError
-from sepfix.validate.tensorrt import EngineInfo, parse_layer_info
+from sepfix.validate.tensorrt import EngineInfo, parse_layer_info, split_top
 
 __all__ = [
     "EP_LOG_SOURCE",
@@ -105,25 +105,6 @@ def strip_prefixes(line: str) -> tuple[str, bool]:
     return text, had
 
 
-def _split_top(text: str, separator: str) -> list[str]:
-    """Split on ``separator`` outside (), [] and {}."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth = max(depth - 1, 0)
-        elif depth == 0 and text.startswith(separator, i):
-            parts.append(text[start:i])
-            i += len(separator)
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return parts
-
-
 def _dims(text: str) -> list[int] | None:
     try:
         return [int(d) for d in text.replace(" ", "").split(",") if d != ""]
@@ -151,23 +132,23 @@ def _layer_line(layer_type: str, rest: str) -> dict[str, Any]:
     may itself hold `` -> `` (``2-layer MLP: a -> b``) and commas inside parentheses.
     """
     entry: dict[str, Any] = {"LayerType": layer_type.strip()}
-    parts = _split_top(rest, ", Tactic: ")
+    parts = split_top(rest, (", Tactic: ",), drop_empty=False)
     if len(parts) > 1:
         name = parts[0]
         after = ", Tactic: ".join(parts[1:])
         tactic, _, tensors = after.partition(", ")
         entry["TacticValue"] = tactic.strip()
     else:
-        head = _split_top(rest, ", ")
+        head = split_top(rest, (", ",), drop_empty=False)
         name = head[0]
         tensors = ", ".join(head[1:]) if len(head) > 1 else ""
     entry["Name"] = name.strip()
     if " -> " in tensors or tensors.strip():
-        sides = _split_top(tensors, " -> ")
+        sides = split_top(tensors, (" -> ",), drop_empty=False)
         inputs = sides[0] if len(sides) > 1 else tensors
         outputs = " -> ".join(sides[1:]) if len(sides) > 1 else ""
-        entry["Inputs"] = [_tensor(t) for t in _split_top(inputs, ", ") if t.strip()]
-        entry["Outputs"] = [_tensor(t) for t in _split_top(outputs, ", ") if t.strip()]
+        entry["Inputs"] = [_tensor(t) for t in split_top(inputs, (", ",), drop_empty=False) if t.strip()]
+        entry["Outputs"] = [_tensor(t) for t in split_top(outputs, (", ",), drop_empty=False) if t.strip()]
     return entry
 
 
