@@ -29,6 +29,7 @@ import io
 import json
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -194,31 +195,38 @@ def build_reparam(factory: Callable[[], nn.Module]) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 
+def export_legacy(make_model: Callable[[], nn.Module], dynamic_axes=None, functions=False) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(make_model(), (example_input(),), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=["x"], output_names=["y"], dynamic_axes=dynamic_axes,
+                          export_modules_as_functions=functions)
+    return buffer.getvalue()
+
+
 FUNCTION_EXPORT_ATTEMPTS = 20
 
 
-def export_legacy(make_model: Callable[[], nn.Module], dynamic_axes=None, functions=False) -> bytes:
-    """torch.onnx.export(dynamo=False). With export_modules_as_functions the exporter is not
-    deterministic in torch 2.14.1: the function body's value names come from whichever instance
-    it picks (so bytes differ between runs), and for a class whose instances differ in their
-    attributes (EfficientNet's Conv2d: bias=False in Conv2dNormActivation, bias=True in
-    SqueezeExcitation) it fails now and then with "Found outstanding annotated attribute";
-    that failure is retried on a freshly built model."""
-    for attempt in range(FUNCTION_EXPORT_ATTEMPTS if functions else 1):
-        model = make_model()
-        buffer = io.BytesIO()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (example_input(),), buffer, dynamo=False, opset_version=OPSET,
-                                  input_names=["x"], output_names=["y"], dynamic_axes=dynamic_axes,
-                                  export_modules_as_functions=functions)
-            return buffer.getvalue()
-        except RuntimeError as exc:
-            if "outstanding annotated attribute" not in str(exc) or attempt + 1 == FUNCTION_EXPORT_ATTEMPTS:
-                raise
-            print(f"  retry {attempt + 1}: {str(exc).splitlines()[0][:100]}", flush=True)
-    raise AssertionError("unreachable")
+def export_in_child(name: str) -> bytes:
+    """Export one recipe in a fresh interpreter, retrying until it succeeds.
+
+    export_modules_as_functions is not deterministic in torch 2.14.1: the function body's value
+    names come from whichever module instance it picks (so bytes differ between runs), and for a
+    class whose instances differ in their attributes (EfficientNet's Conv2d: bias=False in
+    Conv2dNormActivation, bias=True in SqueezeExcitation) it fails now and then with "Found
+    outstanding annotated attribute". Retrying in the same process then trips an internal assert
+    or a segfault, hence a fresh process per attempt."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / name
+        for attempt in range(1, FUNCTION_EXPORT_ATTEMPTS + 1):
+            done = subprocess.run([sys.executable, __file__, "--child", name, "--child-out", str(target)],
+                                  capture_output=True, text=True)
+            if done.returncode == 0 and target.exists():
+                return target.read_bytes()
+            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            print(f"  attempt {attempt} failed (exit {done.returncode}): {last[:110]}", flush=True)
+    raise RuntimeError(f"{name}: export failed {FUNCTION_EXPORT_ATTEMPTS} times")
 
 
 def export_dynamo(model: nn.Module) -> bytes:
@@ -463,7 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", default="", help="comma-separated file names (for debugging; no manifest)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        args.child_out.write_bytes(torch_recipes()[args.child][0]())
+        return 0
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     only = {n for n in args.only.split(",") if n}
@@ -473,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only and not (name == ORT_SOURCE and only & set(ort_recipes())):
             continue
         print(f"export {name}", flush=True)
-        (out / name).write_bytes(make())
+        (out / name).write_bytes(export_in_child(name) if "_fn_" in name else make())
         recipes[name] = what
     for name, (make, what) in ort_recipes().items():
         if only and name not in only:
