@@ -73,9 +73,10 @@ class Graph:
 
     def kind(self, node):
         a = attrs(node)
-        shape, _ = self.const_shape(node.input[1]) if len(node.input) > 1 else (None, "")
+        w = 3 if node.op_type == "QLinearConv" else 1
+        shape, _ = self.const_shape(node.input[w]) if len(node.input) > w else (None, "")
         group = a.get("group", 1)
-        if shape is None or isinstance(group, str):
+        if shape is None or isinstance(group, str) or len(shape) < 3:
             return "?"
         c_out, c_per_group = shape[0], shape[1]
         c_in = c_per_group * group
@@ -141,12 +142,7 @@ def describe(path: Path, show_convs: bool, show_functions: bool) -> None:
             a = attrs(n)
             winput = 3 if n.op_type == "QLinearConv" else 1
             shape, how = g.const_shape(n.input[winput]) if len(n.input) > winput else (None, "-")
-            if n.op_type == "QLinearConv":
-                k = "?"
-                if shape and "group" in a and not isinstance(a["group"], str):
-                    k = "depthwise" if a["group"] > 1 and shape[1] == 1 else ("pointwise" if shape[2:] == [1, 1] else "dense")
-            else:
-                k = g.kind(n)
+            k = g.kind(n)
             kinds[(g.where, k.split("(")[0])] += 1
             dom = n.domain + "." if n.domain else ""
             short = {kk: v for kk, v in a.items() if kk in ("group", "kernel_shape", "strides", "pads", "dilations", "activation")}
@@ -186,7 +182,7 @@ def describe(path: Path, show_convs: bool, show_functions: bool) -> None:
             dst = [c.op_type for c in g.consumers.get(n.output[0], [])]
             what = "init" if n.input[0] in g.inits else (src.op_type if src else "graph-input")
             axis = attrs(n).get("axis")
-            scale = g.inits.get(n.input[1])
+            scale = g.inits.get(n.input[1]) if len(n.input) > 1 else None
             per = "per-channel" if scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1 else "per-tensor"
             where[f"{n.op_type}({what}->{'/'.join(dst)}, {per}{', axis=' + str(axis) if axis is not None else ''})"] += 1
         print("   Q/DQ: " + "; ".join(f"{k} x{v}" for k, v in sorted(where.items())))
