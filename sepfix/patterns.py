@@ -291,11 +291,15 @@ def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[l
             info = by_node.get(id(user.node))
             if info is not None and user.input(0) == tensor:
                 return (between, user) if info.kind is ConvKind.POINTWISE and not info.transposed else None
-            if user.op in BLOCK_PASSTHROUGH_OPS or _is_bias_add(index, user, tensor):
+            if user.op in BLOCK_PASSTHROUGH_OPS or _is_constant_affine(index, user, tensor):
                 between.append(user)
                 tensor = user.node.output[0]
                 continue
             return None
+        pointwise = [u for u in users if u.input(0) == tensor and (info := by_node.get(id(u.node))) is not None
+                     and info.kind is ConvKind.POINTWISE and not info.transposed]
+        if len(pointwise) == 1:  # the tensor also feeds a residual Add or another branch
+            return between, pointwise[0]
         gate = _gate_of(index, users, tensor)
         if gate is None:
             return None
@@ -305,8 +309,9 @@ def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[l
     return None
 
 
-def _is_bias_add(index: GraphIndex, node: Node, tensor: str) -> bool:
-    if node.op not in ("Add", "Sub"):
+def _is_constant_affine(index: GraphIndex, node: Node, tensor: str) -> bool:
+    """A bias Add/Sub or a scale Mul/Div by a constant (unfolded BN, GELU's 0.5, layer scale)."""
+    if node.op not in ("Add", "Sub", "Mul", "Div") or node.input(0) != tensor and node.op in ("Sub", "Div"):
         return False
     other = [n for n in node.node.input if n != tensor]
     return len(other) == 1 and index.is_constant(node.scope, other[0])

@@ -15,6 +15,11 @@ sepfix does not rewrite it).
 
 ## Fix safety
 Not fixable: it changes the network.
+
+## Known problems
+Counts below 8 are not reported: they are the image's 3 channels at the stem and the
+squeeze-excitation bottlenecks of a few channels, layers too small for the padding to matter
+(seen on every timm and torchvision export of small networks).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def match(index: GraphIndex):
             continue
         c_in = info.effective_group * info.weight_shape[1] if not info.transposed else info.weight_shape[0]
         counts = {"input": c_in, "output": info.c_out}
-        odd = {k: v for k, v in counts.items() if v is not None and v % 8}
+        odd = {k: v for k, v in counts.items() if v is not None and v >= 8 and v % 8}
         if odd:
             text = ", ".join(f"{k} channels {v}" for k, v in odd.items())
             yield Match(

@@ -1,10 +1,10 @@
 """## What it does
-Finds convolutions written as operators only one runtime understands: ONNX Runtime's
-`com.microsoft` `FusedConv` (its offline optimizer at `ORT_ENABLE_EXTENDED` fuses Conv +
-activation), `com.microsoft.nchwc` `Conv` with `ReorderInput`/`ReorderOutput` (the
-`ORT_ENABLE_ALL` layout transform), `NhwcConv`, `com.microsoft` `QLinearConv`, and the standard
-`QLinearConv` (quantize_static with `QuantFormat.QOperator`) and `ConvInteger`
-(quantize_dynamic).
+Finds convolutions written as operators TensorRT's ONNX parser does not take: ONNX Runtime's
+private `com.microsoft` `FusedConv` (its offline optimizer at `ORT_ENABLE_EXTENDED` fuses
+Conv + activation), `com.microsoft.nchwc` `Conv` with `ReorderInput`/`ReorderOutput` (the
+`ORT_ENABLE_ALL` layout transform), `NhwcConv` and `com.microsoft` `QLinearConv`, and the
+standard ONNX ops `QLinearConv` (quantize_static with `QuantFormat.QOperator`) and
+`ConvInteger` (quantize_dynamic), which TensorRT's parser lists as unsupported.
 
 ## Why is this bad
 TensorRT's ONNX parser has no importer for them: the `com.microsoft` ops are not ONNX at all,
@@ -36,8 +36,8 @@ from sepfix.graph import GraphIndex
 from sepfix.rules.base import Match
 
 CODE = "SEP010"
-NAME = "runtime-private-conv"
-SUMMARY = "conv written as a runtime-private op TensorRT cannot parse (FusedConv, nchwc, QLinearConv, ConvInteger)"
+NAME = "unsupported-conv-op"
+SUMMARY = "conv written as an op TensorRT's parser does not take (ORT FusedConv/nchwc, QLinearConv, ConvInteger)"
 LEVEL = "error"
 APPLICABILITY = "not fixable"
 SOURCES = [
@@ -68,7 +68,7 @@ def match(index: GraphIndex):
         writer, instead = _PRIVATE[node.op]
         yield Match(
             node,
-            f"{node.op} is written by {writer}; TensorRT's ONNX parser has no such operator: ship {instead}",
+            f"{node.op} is written by {writer}; TensorRT's ONNX parser does not support it: ship {instead}",
             evidence={"op": node.op, "written_by": writer, "use_instead": instead},
             why_not_fixable="re-export or re-quantise",
         )
