@@ -253,6 +253,9 @@ def find_blocks(index: GraphIndex, convs: list[ConvInfo] | None = None, tensorrt
 
 
 _AFTER_LIMIT = 4
+# Steps from a depthwise conv to its pointwise conv: paddle2onnx writes a bias Add, an affine
+# Mul/Add, hard-swish and Identity nodes between them, and an SE branch on top.
+_MAX_BETWEEN = 24
 
 
 def _after(index: GraphIndex, pointwise: Node) -> list[Node]:
@@ -282,7 +285,7 @@ def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[l
     scope: Scope = start.scope
     tensor = start.node.output[0]
     between: list[Node] = []
-    for _ in range(12):
+    for _ in range(_MAX_BETWEEN):
         users = index.consumers(scope, tensor)
         if tensor in scope.outputs or not users:
             return None
@@ -325,7 +328,7 @@ def _gate_of(index: GraphIndex, users: list[Node], tensor: str) -> Node | None:
     gate = gates[0]
     others = [u for u in users if u is not gate]
     for side in others:
-        if not _reaches(index, side, gate, limit=8):
+        if not _reaches(index, side, gate, limit=16):
             return None
     return gate
 
