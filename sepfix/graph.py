@@ -515,7 +515,8 @@ class GraphIndex:
         if producer.op == "Slice":
             return self._slice_channels(scope, producer, depth)
         if producer.op == "Reshape" and self._is_channel_shuffle(scope, producer):
-            return self.channels(scope, self.producer(scope, producer.input(0)).input(0), depth - 1)
+            inner = self.producer(scope, self.producer(scope, producer.input(0)).input(0))
+            return self.channels(scope, inner.input(0), depth - 1)
         return None
 
     def _split_channels(self, scope: Scope, split: Node, name: str, depth: int) -> int | None:
@@ -534,9 +535,12 @@ class GraphIndex:
         return total // count if total is not None and total % count == 0 else None
 
     def _slice_channels(self, scope: Scope, node: Node, depth: int) -> int | None:
-        """A Slice of the channel axis with constant starts/ends and step 1."""
-        values = [self.constant_value(scope, n) if n else None for n in node.node.input[1:5]]
+        """A Slice of the channel axis with step 1 and starts/ends that are constants or shape
+        arithmetic on the channel count (torch's chunk on a dynamic batch)."""
+        values = [self.shape_value(scope, n, depth) if n else None for n in node.node.input[1:5]]
         if len(values) < 2 or values[0] is None or values[1] is None:
+            return None
+        if any(v is None for part in values if part is not None for v in part.reshape(-1)):
             return None
         axes = [int(a) for a in values[2].reshape(-1)] if len(values) > 2 and values[2] is not None else list(range(values[0].size))
         steps = [int(a) for a in values[3].reshape(-1)] if len(values) > 3 and values[3] is not None else [1] * len(axes)
@@ -549,6 +553,25 @@ class GraphIndex:
             start, end = (int(v) + total if v < 0 else min(int(v), total) for v in (start, end))
             return end - start if end > start else None
         return total
+
+    def shape_value(self, scope: Scope, name: str, depth: int = 12) -> np.ndarray | None:
+        """The value of a small int tensor computed from constants and `Shape` (an object array,
+        None where a dimension is dynamic), or None when it depends on anything else."""
+        value = self.constant_value(scope, name) if self.is_constant(scope, name) else None
+        if value is not None:
+            return np.asarray(value).astype(object)
+        producer = scope.lookup_producer(name)
+        if producer is None or depth == 0:
+            return None
+        if producer.op == "Shape" and producer.attr("start") is None and producer.attr("end") is None:
+            rank = len(scope.shape(producer.input(0)) or ())
+            if rank < 2:
+                return None
+            return np.array([None, self.channels(scope, producer.input(0), depth - 1)] + [None] * (rank - 2), object)
+        inputs = [self.shape_value(scope, n, depth - 1) if n else None for n in producer.node.input]
+        if any(v is None for v in inputs) or not inputs:
+            return None
+        return _shape_arithmetic(producer, inputs)
 
     def _is_channel_shuffle(self, scope: Scope, reshape: Node) -> bool:
         """Reshape(Transpose(Reshape(x, 5-D), perm=[0,2,1,3,4]), 4-D): ShuffleNet's channel
@@ -588,6 +611,29 @@ def _structure_only(model: onnx.ModelProto) -> onnx.ModelProto:
             stub.data_location = onnx.TensorProto.EXTERNAL
             stub.external_data.add(key="location", value="sepfix-shape-inference-stub")
     return skeleton
+
+
+def _shape_arithmetic(node: Node, inputs: list[np.ndarray]) -> np.ndarray | None:
+    """numpy semantics of the ops exporters compute shapes with, None propagating."""
+    op = node.op
+    try:
+        if op in ("Add", "Sub", "Mul", "Div"):
+            a, b = np.broadcast_arrays(*inputs[:2])
+            combine = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y, "Mul": lambda x, y: x * y,
+                       "Div": lambda x, y: x // y}[op]
+            out = [None if x is None or y is None else combine(int(x), int(y)) for x, y in zip(a.reshape(-1), b.reshape(-1))]
+            return np.array(out, object).reshape(a.shape)
+        if op == "Gather":
+            return np.take(inputs[0], np.asarray(inputs[1]).astype(int), axis=node.attr("axis", 0))
+        if op in ("Cast", "Identity"):
+            return inputs[0]
+        if op in ("Unsqueeze", "Squeeze"):
+            return inputs[0].reshape(-1) if inputs[0].ndim <= 1 else None
+        if op == "Concat":
+            return np.concatenate([v.reshape(-1) for v in inputs])
+    except (ValueError, IndexError, TypeError, ZeroDivisionError):
+        return None
+    return None
 
 
 def _first_repeat(names) -> str:
