@@ -29,11 +29,13 @@ class CheckResult:
     opsets: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    suppressed: int = 0  # findings silenced by a per-file or per-node ignore of the configuration
+    restorable_blocks: int | None = None  # canonical blocks `sepfix repair` would add; None: not counted
 
     @property
     def mangles(self) -> list[Finding]:
-        """Findings that count towards the exit code (advice does not)."""
-        return [f for f in self.findings if not f.code.startswith("ADV")]
+        """Findings that count towards the exit code (info-level ones, advice, do not)."""
+        return [f for f in self.findings if f.severity != "info"]
 
     def to_dict(self) -> dict:
         return {
@@ -44,6 +46,8 @@ class CheckResult:
             "findings": [f.to_dict() for f in self.findings],
             "blocks": [b.to_dict() for b in self.blocks],
             "conv_kinds": self.conv_kinds,
+            "restorable_blocks": self.restorable_blocks,
+            "suppressed": self.suppressed,
             "seconds": round(self.seconds, 4),
         }
 
@@ -61,6 +65,7 @@ def check_loaded(loaded: model_io.LoadedModel, rules: list[ModuleType], path: st
     start = time.perf_counter()
     index = GraphIndex(loaded)
     findings = run_rules(index, rules)
+    _levels(findings, rules)
     kinds = Counter(info.kind.value for info in all_convs(index))
     model = loaded.model
     return CheckResult(
@@ -72,6 +77,20 @@ def check_loaded(loaded: model_io.LoadedModel, rules: list[ModuleType], path: st
         opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
         seconds=time.perf_counter() - start,
     )
+
+
+def _levels(findings: list[Finding], rules) -> None:
+    """Every finding's severity as one of error | warning | info: its own (advice's "note" is
+    info), or its rule's level when it has none of those."""
+    from sepfix.config import LEVELS, default_level, normalize_level, rule_code
+
+    by_code = {rule_code(rule): rule for rule in rules}
+    for finding in findings:
+        level = normalize_level(finding.severity)
+        if level not in LEVELS:
+            rule = by_code.get(finding.code)
+            level = normalize_level(default_level(rule)) if rule is not None else "warning"
+        finding.severity = level
 
 
 def check_path(path: str | os.PathLike, rules: list[ModuleType]) -> CheckResult:

@@ -11,7 +11,7 @@ from sepfix.rules import all_rules
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/sepfix/sepfix"
-_SARIF_LEVEL = {"error": "error", "warning": "warning", "note": "note"}
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note", "note": "note"}
 
 
 def render(results: list[CheckResult], fmt: str, color: bool = False) -> str:
@@ -29,8 +29,16 @@ def summary(results: list[CheckResult]) -> dict:
         "findings": len(mangles),
         "fixable": sum(1 for f in mangles if f.fixable),
         "advice": sum(len(r.findings) - len(r.mangles) for r in results),
+        "suppressed": sum(r.suppressed for r in results),
         "blocks": sum(len(r.blocks) for r in results),
+        "restorable_blocks": _restorable(results),
     }
+
+
+def _restorable(results: list[CheckResult]) -> int | None:
+    """Blocks `sepfix repair` would restore, over the models where that was counted (None: none was)."""
+    counted = [r.restorable_blocks for r in results if r.restorable_blocks is not None]
+    return sum(counted) if counted else None
 
 
 def exit_code(results: list[CheckResult]) -> int:
@@ -40,18 +48,22 @@ def exit_code(results: list[CheckResult]) -> int:
 
 
 def summary_sentence(results: list[CheckResult], fixable_mark: str = "") -> str:
-    """"3 findings (2 fixable with `sepfix repair`), 1 advice, 4 depthwise-separable blocks in 2 models"."""
+    """"3 findings (2 fixable with `sepfix repair`), 1 advice, 0 canonical depthwise-separable
+    blocks (+2 that `sepfix repair` restores) in 2 models"."""
     totals = summary(results)
     parts = [f"{totals['findings']} finding{'s' if totals['findings'] != 1 else ''}"]
     if totals["findings"]:
         parts[0] += f" ({totals['fixable']} fixable with `sepfix repair`{',' + fixable_mark if fixable_mark else ''})"
     if totals["advice"]:
         parts.append(f"{totals['advice']} advice")
+    if totals["suppressed"]:
+        parts.append(f"{totals['suppressed']} suppressed by configuration")
     if totals["errors"]:
         parts.append(f"{totals['errors']} unreadable")
-    parts.append(f"{totals['blocks']} depthwise-separable block{'s' if totals['blocks'] != 1 else ''} in "
-                 f"{totals['models']} model"
-                 f"{'s' if totals['models'] != 1 else ''}")
+    blocks = (f"{totals['blocks']} canonical depthwise-separable block{'s' if totals['blocks'] != 1 else ''}")
+    if totals["restorable_blocks"]:
+        blocks += f" (+{totals['restorable_blocks']} that `sepfix repair` restores)"
+    parts.append(f"{blocks} in {totals['models']} model{'s' if totals['models'] != 1 else ''}")
     return ", ".join(parts)
 
 
@@ -67,7 +79,7 @@ def render_text(results: list[CheckResult], color: bool = False) -> str:
     for result in results:
         for f in result.findings:  # unreadable models: the CLI printed their one-line error
             mark = " [*]" if f.fixable else ""
-            code_color = "cyan" if f.code.startswith("ADV") else "red"
+            code_color = "cyan" if f.severity == "info" else "red"
             lines.append(
                 f"{style(result.path, bold=True)}: {f.location}: {style(f.code, fg=code_color, bold=True)}"
                 f"{mark} {f.name}: {f.message}"
@@ -144,9 +156,15 @@ def _sarif_rule(rule) -> dict:
         "shortDescription": {"text": rule.SUMMARY},
         "fullDescription": {"text": rule.SUMMARY},
         "help": {"text": rule.__doc__.strip(), "markdown": rule.__doc__.strip()},
-        "defaultConfiguration": {"level": "note" if rule.CODE.startswith("ADV") else "warning"},
+        "defaultConfiguration": {"level": _SARIF_LEVEL.get(_rule_level(rule), "warning")},
         "properties": {"fixSafety": rule.FIX_SAFETY},
     }
+
+
+def _rule_level(rule) -> str:
+    from sepfix.config import default_level, normalize_level
+
+    return normalize_level(default_level(rule))
 
 
 def render_github(results: list[CheckResult], color: bool = False) -> str:
@@ -157,7 +175,7 @@ def render_github(results: list[CheckResult], color: bool = False) -> str:
             lines.append(f"::error file={_escape_property(result.path)},title=sepfix::{_escape_data(result.error)}")
             continue
         for f in result.findings:
-            level = {"error": "error", "note": "notice"}.get(f.severity, "warning")
+            level = {"error": "error", "info": "notice", "note": "notice"}.get(f.severity, "warning")
             title = f"{f.code} {f.name}"
             text = f"{f.location}: {f.message}" + (" (fixable with sepfix repair)" if f.fixable else "")
             lines.append(
