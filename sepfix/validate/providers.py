@@ -88,14 +88,18 @@ class ProviderOutcome:
 
 def available_providers() -> list[str]:
     """Providers this onnxruntime build lists (listed is not the same as usable)."""
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     return list(ort.get_available_providers())
 
 
 def onnxruntime_package() -> str:
     """Which onnxruntime distribution is installed, e.g. ``onnxruntime-gpu 1.22.0``."""
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     for name in ("onnxruntime-gpu", "onnxruntime", "onnxruntime-directml", "onnxruntime-openvino"):
         try:
@@ -115,7 +119,9 @@ def _preload_dlls() -> None:
     if _preloaded:
         return
     _preloaded = True
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     if _is_gpu_build() and hasattr(ort, "preload_dlls"):
         try:
@@ -253,7 +259,9 @@ def open_session(
     be created at all on the requested providers is retried on the CPU. Either way the outcome
     says so. Raises `ModelDoesNotRun` when not even the CPU can load the model.
     """
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     from sepfix.validate.numeric import ort_errors, session_options
 
