@@ -45,12 +45,17 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from sepfix.errors import SepfixError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 CONFIG_FILES = (".sepfix.toml", "sepfix.toml", "pyproject.toml")
 LEVELS = ("error", "warning", "info")

@@ -60,6 +60,14 @@ def _walk(folder: Path, resolver: Resolver) -> Iterable[Path]:
                 yield path
 
 
+def _has_models(folder: Path) -> bool:
+    """Whether any `*.onnx` file is under `folder`, excluded or not."""
+    for _, _, files in os.walk(folder):
+        if any(name.lower().endswith(MODEL_SUFFIX) for name in files):
+            return True
+    return False
+
+
 def collect(
     paths: Iterable[str],
     resolver: Resolver,
@@ -87,8 +95,11 @@ def collect(
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            for model in _walk(path, resolver):
+            models = list(_walk(path, resolver))
+            for model in models:
                 add(model)
+            if not models and not _has_models(path):
+                add(path)  # a folder with no model at all: the loader says what it is, as an error
         elif force_exclude and resolver.for_path(path).excluded(path):
             continue
         else:

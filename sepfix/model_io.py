@@ -329,7 +329,7 @@ def _stat_model(path: Path, name: str) -> int:
     except OSError as exc:
         raise _error(name, f"cannot access the file ({exc.strerror or exc})") from None
     if path.is_dir():
-        raise _error(name, "is a directory, not an ONNX model file")
+        raise _error(name, "is a directory with no .onnx model in it, not an ONNX model file")
     if not path.is_file():
         raise _error(name, "is not a regular file")
     if st.st_size == 0:

@@ -162,3 +162,15 @@ def test_validate_takes_several_models(folder, capsys):
     document = json.loads(out)
     assert code == 2 and "broken.onnx" in err and len(document["reports"]) == 1
     assert document["errors"][0]["path"].endswith("broken.onnx")
+
+
+def test_a_folder_without_models_is_an_error_but_an_excluded_one_is_not(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no model here")
+    code, _, err = run(["check", empty], capsys)
+    assert code == 2 and "is a directory with no .onnx model in it" in err
+    (empty / "old.onnx").write_bytes(b"")
+    (tmp_path / "sepfix.toml").write_text('extend-exclude = ["old.onnx"]\n')
+    code, _, err = run(["check", empty], capsys)
+    assert code == 0 and "no .onnx model to act on" in err
