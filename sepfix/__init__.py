@@ -10,7 +10,7 @@
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject reads it)
 __all__ = ["check", "repair", "Finding", "SepfixError", "__version__"]
 
 

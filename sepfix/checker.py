@@ -28,6 +28,8 @@ class CheckResult:
     opsets: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    suppressed: int = 0  # findings silenced by a per-file or per-node ignore of the configuration
+    restorable_blocks: int | None = None  # canonical blocks `sepfix repair` would add; None: not counted
 
     @property
     def mangles(self) -> list[Finding]:
@@ -43,6 +45,8 @@ class CheckResult:
             "findings": [f.to_dict() for f in self.findings],
             "blocks": [b.to_dict() for b in self.blocks],
             "conv_kinds": self.conv_kinds,
+            "restorable_blocks": self.restorable_blocks,
+            "suppressed": self.suppressed,
             "seconds": round(self.seconds, 4),
         }
 

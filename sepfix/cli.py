@@ -16,19 +16,6 @@ from sepfix.errors import SepfixError
 FORMATS = ("text", "json", "sarif", "github")
 
 
-def _split_codes(values: tuple[str, ...]) -> list[str]:
-    return [code.strip() for value in values for code in value.split(",") if code.strip()]
-
-
-def _emit(text: str, output: str | None) -> None:
-    if output:
-        from sepfix.atomic import write_text_atomic
-
-        write_text_atomic(output, text + "\n")
-    elif text:
-        click.echo(text)
-
-
 class _LazyGroup(click.Group):
     """Commands whose modules pull in heavy dependencies load only when they are run, so
     `sepfix check` and `--help` stay fast."""
@@ -48,24 +35,43 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sepfix")
+@click.version_option(__version__, "-V", "--version", prog_name="sepfix", message="%(prog)s %(version)s")
 def cli() -> None:
     """Find and repair mangled depthwise-separable convolutions in ONNX models.
 
     \b
-      sepfix check model.onnx            what the exporter mangled, block by block
+      sepfix check models/               what the exporter mangled, block by block
       sepfix repair model.onnx -o f.onnx the canonical form, proven equal by onnxruntime
       sepfix validate model.onnx         numbers and latency on a provider, TensorRT fusion report
       sepfix rules / sepfix explain CODE the rule catalogue
     """
 
 
+def _many_files(function):
+    """Options every command that takes several models shares (see sepfix.files)."""
+    for option in reversed([
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=str),
+                     help="Use this configuration for every model (default: the nearest sepfix.toml, "
+                          ".sepfix.toml or pyproject.toml [tool.sepfix] above each model)."),
+        click.option("--isolated", is_flag=True, help="Ignore every configuration file."),
+        click.option("--files-from", type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+                     help="Also act on the paths listed in this file, one per line (- for stdin)."),
+        click.option("--shard", metavar="I/N",
+                     help="Only the I-th of N shares of the sorted model list (every N-th model from the I-th)."),
+        click.option("--force-exclude", is_flag=True,
+                     help="Apply the configuration's exclude to models named explicitly too."),
+        click.option("-v", "--verbose", is_flag=True, help="Print throughput (models/s) on stderr for several models."),
+    ]):
+        function = option(function)
+    return function
+
+
 @cli.command()
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=True, readable=False, path_type=str))
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=True, readable=False, path_type=str))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated).")
+@click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated; replaces the configured select).")
 @click.option("--ignore", multiple=True, help="Skip these rule codes or prefixes (comma-separated).")
-@click.option("--advice", is_flag=True, help="Also show advice (never changes the exit code).")
+@click.option("--advice/--no-advice", default=None, help="Also show info-level findings (advice; never changes the exit code).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -74,75 +80,31 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Never show the progress bar (shown on a terminal for several files).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
               help="Also write a self-contained HTML report here.")
-def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path) -> int:
-    """Report mangled depthwise-separable blocks in MODELS.
+@click.option("--show-settings", is_flag=True, help="Print the settings resolved for the first model, then exit.")
+@_many_files
+def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path, show_settings, config_file,
+          isolated, files_from, shard, force_exclude, verbose) -> int:
+    """Report mangled depthwise-separable blocks in MODELS (files, or folders walked to *.onnx).
 
     Exit 0 when nothing is found, 1 when something is, 2 when a model cannot be read.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from contextlib import nullcontext
+    from sepfix.batch import run_check
 
-    from sepfix.checker import CheckResult, check_path
-    from sepfix.report import exit_code, render
-    from sepfix.rules import select_rules
-
-    rules = select_rules(_split_codes(select), _split_codes(ignore), advice)
-    workers = min(jobs, len(models))
-    # A progress bar only where a person watches it: it would be noise in logs, pipes and CI.
-    progress = None
-    if len(models) > 1 and not quiet and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(
-            TextColumn("sepfix check"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
-        )
-
-    def outcome(path: str, run) -> CheckResult:
-        try:
-            return run()
-        except SepfixError as error:
-            return CheckResult(path=path, error=str(error))
-
-    if workers <= 1:
-        results = []
-        with progress or nullcontext():
-            task = progress.add_task("", total=len(models)) if progress else None
-            for path in models:
-                results.append(outcome(path, lambda: check_path(path, rules, advice)))
-                if progress:
-                    progress.advance(task)
-    else:
-        executor = ProcessPoolExecutor(max_workers=workers)
-        try:
-            # Submit (and so start the workers) before the progress bar starts its thread.
-            futures = [executor.submit(check_path, path, rules, advice, True) for path in models]
-            with progress or nullcontext():
-                if progress:
-                    task = progress.add_task("", total=len(models))
-                    for future in futures:
-                        future.add_done_callback(lambda _, t=task: progress.advance(t))
-                results = [outcome(path, future.result) for path, future in zip(models, futures)]
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-    if fmt == "text":
-        for result in results:
-            if result.error:
-                click.echo(f"sepfix: error: {result.error}", err=True)
-    text = render(results, fmt, color=fmt == "text" and output is None and sys.stdout.isatty())
-    _emit(text, output)
-    if report_path:
-        from sepfix.html_report import write_check_report
-
-        write_check_report(report_path, results)
-    return exit_code(results)
+    if not models and not files_from:
+        raise click.UsageError("give at least one model or folder (or --files-from FILE)")
+    code, _ = run_check(models, fmt=fmt, select=select, ignore=ignore, advice=advice, output=output, jobs=jobs,
+                        quiet=quiet, report_path=report_path, config_file=config_file, isolated=isolated,
+                        files_from=files_from, shard=shard, force_exclude=force_exclude, verbose=verbose,
+                        show_settings=show_settings)
+    return code
 
 
 @cli.command()
-@click.argument("model", type=click.Path(dir_okay=True, readable=False, path_type=str))
-@click.option("-o", "--output", type=click.Path(readable=False, path_type=str), help="Write the repaired model here.")
-@click.option("--in-place", is_flag=True, help="Replace MODEL, atomically, only after validation passed.")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=True, readable=False, path_type=str))
+@click.option("-o", "--output", type=click.Path(readable=False, path_type=str),
+              help="Write the repaired model here (one model only; an existing file needs --force).")
+@click.option("--force", is_flag=True, help="Let -o replace an existing file.")
+@click.option("--in-place", is_flag=True, help="Replace each model, atomically, only after its validation passed.")
 @click.option("--backup", is_flag=True, help="With --in-place: keep the original as MODEL.bak.")
 @click.option("--select", multiple=True, help="Only these rule codes or prefixes (comma-separated).")
 @click.option("--ignore", multiple=True, help="Skip these rule codes or prefixes (comma-separated).")
@@ -156,45 +118,32 @@ def check(models, fmt, select, ignore, advice, output, jobs, quiet, report_path)
 @click.option("--no-validate", is_flag=True,
               help="Skip the numerical proof: only safe (bit-exact) fixes apply unless --unsafe-fixes.")
 @click.option("--unsafe-fixes", is_flag=True, help="With --no-validate: apply validated fixes too, unproven.")
-@click.option("-q", "--quiet", is_flag=True, help="No spinner on stderr while it works.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repair this many models at once, in worker processes.")
+@click.option("-q", "--quiet", is_flag=True, help="No spinner or progress bar on stderr while it works.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Also write a self-contained HTML report (findings, proof, before/after drawings) here.")
-def repair(model, output, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
-           no_validate, unsafe_fixes, quiet, report_path) -> int:
-    """Rewrite every fixable finding in MODEL, prove it unchanged, write it safely.
+              help="Also write a self-contained HTML report (findings, proof, before/after drawings) here; one model only.")
+@_many_files
+def repair(models, output, force, in_place, backup, select, ignore, dry_run, fmt, rtol, atol, input_shapes, inputs,
+           no_validate, unsafe_fixes, jobs, quiet, report_path, config_file, isolated, files_from, shard,
+           force_exclude, verbose) -> int:
+    """Rewrite every fixable finding in MODELS, prove each unchanged, write it safely.
 
-    Exit 0 when the output was written (a faithful copy when nothing needed fixing), 1 when
-    validation refused the result (nothing is written), 2 on error.
+    Exit 0 when every output was written (a faithful copy when nothing needed fixing), 1 when
+    validation refused a result (nothing is written for it), 2 on error; the worst over models.
     """
-    import json
+    from sepfix.batch import RepairRequest, run_repair
 
-    from sepfix.repairer import RepairOptions, repair_file
-
-    shapes = None
-    if input_shapes:
-        from sepfix.validate.numeric import parse_input_shapes
-
-        shapes = parse_input_shapes(list(input_shapes))
-    if backup and not in_place:
-        raise SepfixError("--backup only goes with --in-place")
+    if not models and not files_from:
+        raise click.UsageError("give at least one model or folder (or --files-from FILE)")
     if unsafe_fixes and not no_validate:
         raise SepfixError("--unsafe-fixes only goes with --no-validate (with the proof, every fix applies)")
-    options = RepairOptions(
-        select=_split_codes(select), ignore=_split_codes(ignore), validate=not no_validate,
-        rtol=rtol, atol=atol, input_shapes=shapes, inputs=inputs, keep_stages=bool(report_path),
-        unsafe_fixes=unsafe_fixes,
-    )
-    from sepfix.terminal import working
-
-    with working(f"repairing and validating {model}", quiet):
-        report = repair_file(model, output=output, in_place=in_place, backup=backup, dry_run=dry_run,
-                             options=options)
-    click.echo(json.dumps(report.to_dict(), indent=2) if fmt == "json" else report.to_text())
-    if report_path:
-        from sepfix.html_report import write_repair_report
-
-        write_repair_report(report_path, report)
-    return report.exit_code
+    request = RepairRequest(output=output, in_place=in_place, backup=backup, dry_run=dry_run, force=force,
+                            validate=not no_validate, unsafe_fixes=unsafe_fixes, inputs=inputs)
+    return run_repair(models, request=request, fmt=fmt, select=select, ignore=ignore, rtol=rtol, atol=atol,
+                      input_shapes=input_shapes, jobs=jobs, quiet=quiet, report_path=report_path,
+                      config_file=config_file, isolated=isolated, files_from=files_from, shard=shard,
+                      force_exclude=force_exclude, verbose=verbose)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import mmap
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,18 +88,30 @@ def _parser(prog: str, repair: bool) -> argparse.ArgumentParser:
 
 
 def main_check(argv: list[str] | None = None) -> int:
-    """Check the models behind the changed files; 1 when any has findings or cannot be read."""
-    from sepfix.cli import main
+    """Check the models behind the changed files; 1 when any has findings or cannot be read.
+
+    The configuration (sepfix.toml, [tool.sepfix]) applies as for `sepfix check`, its exclude
+    included (pre-commit names every file, so excludes are forced)."""
+    from sepfix.batch import run_check
+    from sepfix.errors import SepfixError
 
     args = _parser("sepfix-hook-check", repair=False).parse_args(argv)
     models = models_for(args.filenames)
     if not models:
         return 0
-    options = [f"--select={s}" for s in args.select] + [f"--ignore={s}" for s in args.ignore]
-    options += ["--advice"] * args.advice + ["--jobs", str(max(1, args.jobs)), "--quiet"]
-    code = main(["check", *options, "--", *models])
+    try:
+        code, results = run_check(models, select=args.select, ignore=args.ignore, advice=args.advice or None,
+                                  jobs=max(1, args.jobs), quiet=True, force_exclude=True)
+    except SepfixError as error:  # a bad configuration or option
+        click.echo(f"sepfix: error: {error}", err=True)
+        code, results = 2, []
     if code == 2:
         click.echo("sepfix-hook: a model could not be checked (see above); the commit is refused", err=True)
+    fixable = [r.path for r in results if any(f.fixable for f in r.mangles)]
+    if fixable:
+        files = " ".join(shlex.quote(path) for path in fixable)
+        click.echo(f"sepfix-hook: to repair the findings marked [*], run the repair hook: "
+                   f"pre-commit run sepfix-repair --hook-stage manual --files {files}", err=True)
     return 0 if code == 0 else 1
 
 
@@ -128,7 +141,7 @@ def main_repair(argv: list[str] | None = None) -> int:
         # The model and its weights files: repair may rewrite either.
         watched = [path, *sorted(referenced_data_files(path) or ())]
         before = _digest(watched)
-        code = main(["repair", model, "--in-place"])
+        code = main(["repair", model, "--in-place", "--force-exclude", "--quiet"])
         if code != 0:
             click.echo(f"sepfix-hook: repair of {model} failed (exit code {code}); the file is left as it was", err=True)
             status = 1

@@ -314,9 +314,9 @@ def _validation_html(validation, report) -> str:
     state = '<span class="yes">passed</span>' if validation.passed else '<span class="no">FAILED</span>'
     facts = [
         ["Result", state],
-        ["Proof (what ran the original)", f"<code>{esc(validation.proof)}</code>"
-         + (f" ({esc(validation.original_runner)})" if getattr(validation, "original_runner", "") else "")],
-        ["Provider (what ran the repaired model)", f"<code>{esc(validation.provider)}</code>"],
+        ["What ran the original", f"<code>{esc(validation.original_label)}</code>"
+         + (f" ({esc(validation.original_runner)})" if validation.proof != "onnxruntime" else "")],
+        ["What ran the repaired model", f"<code>{esc(validation.candidate_label)}</code>"],
         ["Input sets", esc(validation.input_sets)],
         ["Required tolerance", f"rtol {esc(_number(validation.rtol))}, atol {esc(_number(validation.atol))}"],
     ]

@@ -330,7 +330,7 @@ def _stat_model(path: Path, name: str) -> int:
     except OSError as exc:
         raise _error(name, f"cannot access the file ({exc.strerror or exc})") from None
     if path.is_dir():
-        raise _error(name, "is a directory, not an ONNX model file")
+        raise _error(name, "is a directory with no .onnx model in it, not an ONNX model file")
     if not path.is_file():
         raise _error(name, "is not a regular file")
     if st.st_size == 0:
@@ -338,12 +338,16 @@ def _stat_model(path: Path, name: str) -> int:
     return st.st_size
 
 
-def _diagnose(head: bytes) -> str | None:
-    """A better explanation for a file that failed to parse, judged from its first bytes."""
+def _diagnose(head: bytes, file: Path | None = None) -> str | None:
+    """A better explanation for a file that failed to parse, judged from its first bytes (and
+    its name: a PyTorch checkpoint or a weights file deserves advice, not a protobuf error)."""
     if head.startswith(_LFS_PREFIX):
         size = re.search(rb"\nsize (\d+)", head)
         real = f" (the real file is {int(size.group(1))} bytes)" if size else ""
         return f"is a Git LFS pointer file, not the model itself{real}; run `git lfs pull` to fetch it"
+    advice = _file_type_advice(file, head)
+    if advice:
+        return advice
     for magic, kind, fix in _COMPRESSED_MAGIC:
         if head.startswith(magic):
             return f"file is {kind}, not a raw ONNX model; {fix} first"
@@ -353,6 +357,64 @@ def _diagnose(head: bytes) -> str | None:
         first = head.split(b"\n", 1)[0][:40].decode("utf-8", "replace").strip()
         return f"is a text file (starts with {first!r}), not an ONNX model"
     return None
+
+
+_TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
+_DATA_SUFFIXES = (".onnx.data", ".onnx_data", ".data")
+_ZIP = b"PK\x03\x04"
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def _file_type_advice(file: Path | None, head: bytes) -> str | None:
+    """What a common wrong file is and what to do instead, from its name and its first bytes.
+    Only asked about a file that did not load as ONNX, so a valid model with an odd name loads."""
+    name = file.name.lower() if file is not None else ""
+    is_zip = head.startswith(_ZIP)
+    if (is_zip and b"data.pkl" in head) or (name.endswith(_TORCH_SUFFIXES) and (is_zip or head[:1] == b"\x80")):
+        return ("is a PyTorch checkpoint, not an ONNX model: export the model with "
+                "torch.onnx.export(model, example_inputs, \"model.onnx\") and pass that file")
+    if name.endswith(_DATA_SUFFIXES):
+        users = _models_using(file) if file is not None else []
+        which = " or ".join(users) if users else "the .onnx model that references it"
+        return f"is a file of external weights, not an ONNX model: pass {which} (its weights are read through it)"
+    if name.endswith(".tflite") or head[4:8] == b"TFL3":
+        return ("is a TensorFlow Lite model, not ONNX: convert it with "
+                "`python -m tf2onnx.convert --tflite MODEL.tflite --output model.onnx`")
+    if name.endswith((".h5", ".hdf5", ".keras")) or head.startswith(_HDF5):
+        return ("is a Keras model, not ONNX: convert it with tf2onnx (tf2onnx.convert.from_keras, or save a "
+                "SavedModel and run `python -m tf2onnx.convert --saved-model DIR --output model.onnx`)")
+    if name.endswith(".pb"):
+        return ("is a TensorFlow graph, not ONNX: convert it with tf2onnx (`python -m tf2onnx.convert "
+                "--saved-model DIR` for a SavedModel folder, `--graphdef model.pb --inputs ... --outputs ...` "
+                "for a frozen graph)")
+    if name.endswith((".engine", ".plan", ".trt")):
+        return ("is a TensorRT engine, not an ONNX model: pass the ONNX model it was built from; for the "
+                "engine's fusions run `sepfix validate MODEL.onnx --engine-info LAYERS.json` with its layer "
+                "information (`trtexec --loadEngine=ENGINE --profilingVerbosity=detailed "
+                "--exportLayerInfo=LAYERS.json`)")
+    return None
+
+
+def _models_using(data_file: Path, limit: int = 64) -> list[str]:
+    """The `.onnx` files beside a weights file that reference it (at most `limit` are looked at)."""
+    folder = data_file.parent
+    target = Path(os.path.abspath(data_file)).resolve()
+    found = []
+    try:
+        candidates = sorted(folder.glob("*.onnx"))[:limit]
+    except OSError:
+        return []
+    for candidate in candidates:
+        try:  # the location is stored verbatim: a model whose bytes lack the name cannot use the file
+            with open(candidate, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                if mm.find(data_file.name.encode()) == -1:
+                    continue
+        except (OSError, ValueError):
+            continue
+        if target in (referenced_data_files(candidate) or ()):
+            shown = os.path.relpath(candidate)
+            found.append(shown if not shown.startswith("..") else os.fspath(candidate))
+    return found
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -683,11 +745,11 @@ class LoadedModel:
 # Loaders
 
 
-def _parse(small: bytes, name: str, head: bytes) -> onnx.ModelProto:
+def _parse(small: bytes, name: str, head: bytes, file: Path | None = None) -> onnx.ModelProto:
     try:
         model = onnx.ModelProto.FromString(small)
     except Exception as exc:  # DecodeError, or upb's RuntimeError on odd input
-        raise _error(name, _diagnose(head) or f"not a valid ONNX model (protobuf parse error: {exc})") from None
+        raise _error(name, _diagnose(head, file) or f"not a valid ONNX model (protobuf parse error: {exc})") from None
     _check_text(model, name)
     return model
 
@@ -751,7 +813,7 @@ def _scan(path: str | os.PathLike, defer_threshold: int) -> LoadedModel:
             try:
                 small, seen = _Scanner(mm, size, name, defer_threshold).model()
             except SepfixError:
-                better = _diagnose(head)
+                better = _diagnose(head, file)
                 if better:
                     raise _error(name, better) from None
                 raise
@@ -762,8 +824,8 @@ def _scan(path: str | os.PathLike, defer_threshold: int) -> LoadedModel:
 
     if _MODEL_GRAPH not in seen or not ({1, 8} & seen):
         missing = "no graph" if _MODEL_GRAPH not in seen else "no ir_version and no opset_import"
-        raise _error(name, _diagnose(head) or f"not an ONNX model ({missing}; truncated, or some other protobuf?)")
-    return LoadedModel(_parse(small, name, head), file, 0, file.parent, name)
+        raise _error(name, _diagnose(head, file) or f"not an ONNX model ({missing}; truncated, or some other protobuf?)")
+    return LoadedModel(_parse(small, name, head, file), file, 0, file.parent, name)
 
 
 def load_full(path: str | os.PathLike) -> LoadedModel:

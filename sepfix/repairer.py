@@ -43,6 +43,7 @@ class RepairOptions:
     inputs: str | None = None  # an .npz of user inputs
     seed: int = 0
     keep_stages: bool = False  # keep the model after each fix pass (for the HTML report)
+    rules: list | None = None  # the rules to apply, as resolved from a configuration (wins over select/ignore)
     unsafe_fixes: bool = False  # without validation, apply validated fixes too
 
     @property
@@ -63,6 +64,7 @@ class RepairReport:
     validation: object | None = None  # sepfix.validate.numeric.Validation
     written: bool = False
     dry_run: bool = False
+    in_place: bool = False
     message: str = ""
     seconds: float = 0.0
     # For `--report` (sepfix.html_report): the models before and after, and the options used.
@@ -121,43 +123,77 @@ class RepairReport:
         }
 
     def to_text(self) -> str:
-        lines = [f"{self.input}: {f.code} {f.name} at {f.node if f.graph == 'main' else f.graph + '/' + f.node}: "
+        """Every line names the model; the last one is the verdict, with what was written."""
+        name = self.input
+        lines = [f"{name}: {f.code} {f.name} at {f.node if f.graph == 'main' else f.graph + '/' + f.node}: "
                  f"{f.description}" for f in self.fixes]
         held = {id(f) for f in self.held_back}
         for f in self.left:
             why = ("needs the numerical proof: drop --no-validate, or add --unsafe-fixes" if id(f) in held
                    else f.message)
-            lines.append(f"{self.input}: {f.location}: {f.code} {f.name} not repaired: {why}")
+            lines.append(f"{name}: {f.location}: {f.code} {f.name} not repaired: {why}")
         if self.validation is not None:
-            lines.append(_validation_text(self.validation))
+            lines += [f"{name}: {line}" for line in _validation_lines(self.validation)]
         elif self.fixes:
-            lines.append("not validated (--no-validate): no proof that the repaired model computes the same")
-        verdict = self.verdict
-        where = "would write" if self.dry_run else ("wrote" if self.written else "wrote nothing")
-        target = f" {self.output}" if self.output and (self.written or self.dry_run) else ""
-        count = len(self.fixes)
-        lines.append(f"{verdict}: {count} fix{'es' if count != 1 else ''}, {where}{target}"
-                     f"{'; ' + self.message if self.message else ''} ({self.seconds:.2f} s)")
+            lines.append(f"{name}: not validated (--no-validate): no proof that the repaired model computes the same")
+        lines.append(f"{self.verdict}: {name}: {self._outcome()} ({self.seconds:.2f} s)")
         return "\n".join(lines)
 
+    def _outcome(self) -> str:
+        count = len(self.fixes)
+        fixes = f"{count} fix{'es' if count != 1 else ''}" if count else "nothing to repair"
+        if not count and self.left:
+            fixes = f"nothing sepfix can apply ({len(self.left)} finding{'s' if len(self.left) != 1 else ''} left)"
+        if self.dry_run:
+            if self.in_place:
+                target = f"would replace {self.input}" if count else "would leave it as it is"
+            elif self.output:
+                target = f"would write {self.output}" if count else f"would copy it unchanged to {self.output}"
+            else:
+                target = "nothing would be written (no -o OUT or --in-place given)"
+            if count and self.validation is not None and not self.validation.passed:
+                target = "validation refused it: nothing would be written"
+            return f"{fixes}; dry run: {target}"
+        if self.written:
+            if self.in_place:
+                target = f"replaced {self.input} in place"
+            elif count:
+                target = f"wrote {self.output}"
+            else:
+                target = f"copied it unchanged to {self.output}"
+        elif self.in_place and not count:
+            target = "left it as it was"
+        elif count and self.validation is not None and not self.validation.passed:
+            target = "validation refused it: nothing written"
+        else:
+            target = "nothing written"
+        extra = f"; {self.message}" if self.message.startswith("removed") else ""
+        return f"{fixes}; {target}{extra}"
 
-def _validation_text(validation) -> str:
-    worst = max(validation.outputs, key=lambda o: o.max_abs, default=None)
-    figures = ""
-    if worst is not None:
-        figures = (f"; worst output {worst.name}: max abs {worst.max_abs:.3g}, max rel {worst.max_rel:.3g}, "
-                   f"passes at rtol {worst.required_rtol:.3g} / atol {worst.required_atol:.3g}")
+
+def _validation_lines(validation) -> list[str]:
+    """The proof: what ran each model and the verdict, then one labelled line per output."""
     state = "passed" if validation.passed else "FAILED"
-    return (f"validation {state} ({validation.proof} on {validation.provider}, {validation.input_sets} input sets, "
-            f"rtol {validation.rtol:g}, atol {validation.atol:g}){figures}"
-            f"{'; ' + validation.message if validation.message else ''}")
+    sets = f"{validation.input_sets} input set{'s' if validation.input_sets != 1 else ''}"
+    lines = [f"validation {state}: {validation.runners()}, {sets}, rtol {validation.rtol:g}, atol {validation.atol:g}"]
+    if validation.input_shapes:
+        shapes = ", ".join(f"{name} {'x'.join(map(str, dims))}" for name, dims in validation.input_shapes.items())
+        lines.append(f"inputs: {shapes}" + (f" ({validation.shapes_note})" if validation.shapes_note else ""))
+    lines += validation.output_lines()
+    if getattr(validation, "fallback_reason", ""):
+        lines.append(f"note: onnxruntime refused the original as invalid ({validation.fallback_reason}), so the "
+                     "numpy reference ran it (onnx.reference with an independent numpy Conv that takes the only "
+                     "group and kernel consistent with the weight)")
+    if not validation.outputs and validation.message:
+        lines.append(validation.message)
+    return lines
 
 
 def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> Rewrite:
     """Rewrite in memory: the repaired model, the fixes, and the findings left after them."""
+    rules = options.rules if options.rules is not None else select_rules(options.select, options.ignore)
     applies = _safe_fix if options.safe_only else None
-    return run_passes(model, select_rules(options.select, options.ignore), keep_stages=options.keep_stages,
-                      applies=applies)
+    return run_passes(model, rules, keep_stages=options.keep_stages, applies=applies)
 
 
 def _safe_fix(finding: Finding) -> bool:
@@ -165,8 +201,10 @@ def _safe_fix(finding: Finding) -> bool:
 
 
 def _validate(original, candidate, options: RepairOptions):
+    from sepfix.runtime import onnxruntime
     from sepfix.validate import numeric
 
+    onnxruntime("the repair's numerical proof (--no-validate skips it, not recommended)")
     user_inputs = numeric.load_npz_inputs(options.inputs) if options.inputs else None
     return numeric.compare_models(
         original, candidate,
@@ -206,19 +244,21 @@ def repair_file(
     backup: bool = False,
     dry_run: bool = False,
     options: RepairOptions | None = None,
+    force: bool = False,
 ) -> RepairReport:
-    """The CLI's repair: everything `repair` does, then the safe write."""
+    """The CLI's repair: everything `repair` does, then the safe write. An existing `output`
+    is replaced only with `force`."""
     options = options or RepairOptions()
     start = time.perf_counter()
     source = Path(path)
-    target = _target(source, output, in_place, dry_run)
+    target = _target(source, output, in_place, dry_run, force)
     loaded = model_io.load_full(path)
     original = loaded.model
     external = loaded.external_data  # the loaded model holds its weights inline now
     result = repair_proto(original, options)
     repaired, fixes = result.model, result.fixes
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
-                          remaining=result.remaining, found=result.found, dry_run=dry_run,
+                          remaining=result.remaining, found=result.found, dry_run=dry_run, in_place=in_place,
                           original_model=original, repaired_model=repaired, options=options,
                           stages=result.stages)
     if not fixes and report.left:
@@ -278,7 +318,7 @@ def _remove_stale_data(target: Path, replaced: set[Path]) -> list[Path]:
     return removed
 
 
-def _target(source: Path, output: str | None, in_place: bool, dry_run: bool) -> Path | None:
+def _target(source: Path, output: str | None, in_place: bool, dry_run: bool, force: bool = False) -> Path | None:
     if in_place and output:
         raise SepfixError("give either -o OUT or --in-place, not both")
     if in_place:
@@ -292,6 +332,8 @@ def _target(source: Path, output: str | None, in_place: bool, dry_run: bool) -> 
         raise SepfixError(f"-o {output} is the input file: use --in-place to replace it")
     if target.is_dir():
         raise SepfixError(f"-o {output} is a directory")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise SepfixError(f"-o {output} exists: pass --force to replace it")
     if not (target.parent if str(target.parent) else Path(".")).is_dir():
         raise SepfixError(f"cannot write {output}: folder {target.parent} does not exist")
     return target

@@ -29,8 +29,16 @@ def summary(results: list[CheckResult]) -> dict:
         "findings": len(mangles),
         "fixable": sum(1 for f in mangles if f.fixable),
         "advice": sum(len(r.findings) - len(r.mangles) for r in results),
+        "suppressed": sum(r.suppressed for r in results),
         "blocks": sum(len(r.blocks) for r in results),
+        "restorable_blocks": _restorable(results),
     }
+
+
+def _restorable(results: list[CheckResult]) -> int | None:
+    """Blocks `sepfix repair` would restore, over the models where that was counted (None: none was)."""
+    counted = [r.restorable_blocks for r in results if r.restorable_blocks is not None]
+    return sum(counted) if counted else None
 
 
 def exit_code(results: list[CheckResult]) -> int:
@@ -40,18 +48,22 @@ def exit_code(results: list[CheckResult]) -> int:
 
 
 def summary_sentence(results: list[CheckResult], fixable_mark: str = "") -> str:
-    """"3 findings (2 fixable with `sepfix repair`), 1 advice, 4 depthwise-separable blocks in 2 models"."""
+    """"3 findings (2 fixable with `sepfix repair`), 1 advice, 0 canonical depthwise-separable
+    blocks (+2 that `sepfix repair` restores) in 2 models"."""
     totals = summary(results)
     parts = [f"{totals['findings']} finding{'s' if totals['findings'] != 1 else ''}"]
     if totals["findings"]:
         parts[0] += f" ({totals['fixable']} fixable with `sepfix repair`{',' + fixable_mark if fixable_mark else ''})"
     if totals["advice"]:
         parts.append(f"{totals['advice']} advice")
+    if totals["suppressed"]:
+        parts.append(f"{totals['suppressed']} suppressed by configuration")
     if totals["errors"]:
         parts.append(f"{totals['errors']} unreadable")
-    parts.append(f"{totals['blocks']} depthwise-separable block{'s' if totals['blocks'] != 1 else ''} in "
-                 f"{totals['models']} model"
-                 f"{'s' if totals['models'] != 1 else ''}")
+    blocks = (f"{totals['blocks']} canonical depthwise-separable block{'s' if totals['blocks'] != 1 else ''}")
+    if totals["restorable_blocks"]:
+        blocks += f" (+{totals['restorable_blocks']} that `sepfix repair` restores)"
+    parts.append(f"{blocks} in {totals['models']} model{'s' if totals['models'] != 1 else ''}")
     return ", ".join(parts)
 
 

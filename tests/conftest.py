@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""The folder beside the repository that CI provides (fixtures too large or foreign to commit)."""
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """`path` (under ../shared) when it exists. When it does not: with `CI` set the test fails
+    (CI has ../shared, so a missing fixture is a broken setup, not a reason to pass quietly);
+    on a plain clone it skips and says why."""
+    if path.exists():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} not found at {path}: CI must provide ../shared beside the repository", pytrace=False)
+    pytest.skip(f"{what} not found at {path} (a plain clone has no ../shared; with CI set this fails)")
 
 
 def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = None, seed: int = 0) -> list[np.ndarray]:

@@ -103,9 +103,9 @@ def _run(case: bad_inputs.Case, args: list[str], preexec) -> Run:
     return Run(args, proc.returncode, proc.stdout, proc.stderr, changed, stray, outputs)
 
 
-def _run_case(case: bad_inputs.Case, preexec, with_validate: bool) -> dict[str, Run]:
+def _run_case(case: bad_inputs.Case, preexec) -> dict[str, Run]:
     runs = {"check": _run(case, ["check", case.model], preexec)}
-    if with_validate and case.check == 2:
+    if case.check == 2:
         runs["validate"] = _run(case, ["validate", case.model], preexec)
     if case.repair is not None:
         runs["repair"] = _run(case, ["repair", case.model, "-o", str(case.output_path)], preexec)
@@ -134,14 +134,12 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
     cases = {case.name: case for case in bad_inputs.build(root / "corpus")}
     preexec, skip_reason = _restriction()
-    with_validate = subprocess.run([sys.executable, "-m", "sepfix", "validate", "--help"], capture_output=True,
-                                   cwd=ROOT).returncode == 0
     sentinel = root / "corpus" / "sentinel.data"
     _old_atime(sentinel)
     sentinel_atime = sentinel.stat().st_atime_ns
     runnable = [c for c in cases.values() if not (c.restricted and skip_reason)]
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) + 1)) as pool:
-        results = dict(zip([c.name for c in runnable], pool.map(lambda c: _run_case(c, preexec, with_validate),
+        results = dict(zip([c.name for c in runnable], pool.map(lambda c: _run_case(c, preexec),
                                                                   runnable)))
     atime_kept = sentinel.stat().st_atime_ns == sentinel_atime if _reads_update_atime(root) else None
     yield cases, results, skip_reason, atime_kept

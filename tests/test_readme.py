@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def first_command() -> str:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```sh\n(.*?)\n```", readme, re.S).group(1).strip()
-    install = "python3 -m pip install . && "
+    install = 'python3 -m pip install ".[cpu]" && '
     assert block.startswith(install)
     return block[len(install):]
 

@@ -28,9 +28,15 @@ from sepfix.validate.tensorrt import (
     tensorrt_available,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt-layer-info"
-if not FIXTURES.is_dir():
-    pytest.skip(f"TensorRT layer-info fixtures not found at {FIXTURES}", allow_module_level=True)
+from tests.conftest import SHARED, require_shared
+
+FIXTURES = SHARED / "fixtures" / "trt-layer-info"
+
+
+@pytest.fixture(autouse=True)
+def fixtures_present():
+    """Every test here reads the fixtures: each fails under CI without them, else skips saying why."""
+    require_shared(FIXTURES, "TensorRT layer-info fixtures")
 
 MOBILENETS = {
     "mobilenet.qat": FIXTURES / "mobilenet.qat.onnx.engine.graph.json",

@@ -21,7 +21,8 @@ from sepfix.validate.bench import latency
 from sepfix.validate.command import model_blocks, run_validate, validate_command
 from sepfix import model_io
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from tests.conftest import SHARED, require_shared
+
 MOBILENET_QAT = SHARED / "fixtures" / "trt-layer-info" / "mobilenet.qat.onnx.engine.graph.json"
 
 CPU_BUILD = "CUDAExecutionProvider" not in providers.available_providers()
@@ -251,10 +252,12 @@ def test_errors_exit_2(tmp_path, capsys):
 # ------------------------------------------------------------------------------ engine info
 
 
-needs_fixtures = pytest.mark.skipif(not MOBILENET_QAT.is_file(), reason=f"fixtures not found at {MOBILENET_QAT.parent}")
+@pytest.fixture
+def needs_fixtures():
+    return require_shared(MOBILENET_QAT, "TensorRT layer-info fixture")
 
 
-@needs_fixtures
+@pytest.mark.usefixtures("needs_fixtures")
 def test_engine_info_blocks_are_observed(tmp_path, capsys):
     # One block named as in the QAT MobileNetV2 engine: Conv_29 (depthwise, 32 ch) + Clip_33 -> Conv_46.
     model = builders.separable_block(c_in=32, c_out=16)
@@ -274,7 +277,7 @@ def test_engine_info_blocks_are_observed(tmp_path, capsys):
     assert out.strip().splitlines()[-1].startswith("PASSED: fusion-observed")
 
 
-@needs_fixtures
+@pytest.mark.usefixtures("needs_fixtures")
 def test_engine_info_for_another_model_is_refused(clean, capsys):
     """Layer information that names none of the model's nodes is another model's: refused with
     one line (exit 2), never reported as blocks observed missing."""

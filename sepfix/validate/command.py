@@ -191,14 +191,12 @@ def _check_text(check: Mapping) -> str:
 
 def _numeric_text(v: numeric.Validation) -> str:
     state = "passed" if v.passed else "FAILED"
-    head = (f"{state} ({v.proof}: {v.provider} vs {v.original_runner or 'original'}, {v.input_sets} input sets, "
-            f"rtol {v.rtol:g}, atol {v.atol:g})")
-    figures = "; ".join(
-        f"{o.name}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g}"
-        + ("" if o.passed else f" (needs atol {o.required_atol:.3g} or rtol {o.required_rtol:.3g})")
-        for o in v.outputs
-    )
-    return head + (f" {figures}" if figures else "") + (f"; {v.message}" if not v.passed else "")
+    sets = f"{v.input_sets} input set{'s' if v.input_sets != 1 else ''}"
+    head = f"{state} ({v.runners('reference', 'model')}, {sets}, rtol {v.rtol:g}, atol {v.atol:g})"
+    lines = [head] + ["    " + line for line in v.output_lines()]
+    if not v.passed and not v.outputs and v.message:
+        lines.append(f"    {v.message}")
+    return "\n".join(lines)
 
 
 def _fused_text(conv: str | None, fused: Any) -> str:
@@ -565,9 +563,9 @@ def _reference_latency(reference, provider, fp16, int8, feeds, runs, outcome, ca
 
 
 @click.command("validate")
-@click.argument("model", type=click.Path(readable=False, path_type=str))
+@click.argument("models", nargs=-1, required=True, type=click.Path(readable=False, path_type=str))
 @click.option("--reference", type=click.Path(readable=False, path_type=str), default=None,
-              help="The original model to compare with (default: MODEL's own CPU run).")
+              help="The original model to compare with (default: MODEL's own CPU run); one model only.")
 @click.option("--provider", type=click.Choice(CHOICES), default="auto", show_default=True,
               help="Where MODEL runs; auto = TensorRT if usable, else CUDA, else CPU.")
 @click.option("--fp16", is_flag=True, help="Let TensorRT use fp16 (looser default tolerances).")
@@ -584,22 +582,64 @@ def _reference_latency(reference, provider, fp16, int8, feeds, runs, outcome, ca
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by precision).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default by precision).")
 @click.option("-q", "--quiet", is_flag=True, help="No spinner on stderr while it works.")
-def validate_command(model, reference, provider, fp16, int8, bench, fmt, engine_info, input_shapes,
-                     inputs, rtol, atol, quiet) -> int:
-    """Check MODEL's numbers on a provider and what TensorRT does with its blocks.
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=str),
+              help="Configuration whose exclude applies to folders (default: the nearest one).")
+@click.option("-v", "--verbose", is_flag=True, help="Print throughput (models/s) on stderr for several models.")
+def validate_command(models, reference, provider, fp16, int8, bench, fmt, engine_info, input_shapes,
+                     inputs, rtol, atol, quiet, config_file, verbose) -> int:
+    """Check each model's numbers on a provider and what TensorRT does with its blocks.
 
     \b
+    MODELS are files, or folders walked to *.onnx (past the configuration's exclude).
     Verdicts: fusion-observed (read from a TensorRT engine), fusion-predicted (no TensorRT
     here: every block row is labelled predicted), numeric-only (no blocks), failed.
     Exit 0 when the numbers pass and the verdict is the best this machine allows; 1 when the
     numbers fail, a requested tensorrt/cuda provider did not run, or an observed block is not
-    fused; 2 on errors.
+    fused; 2 on errors; the worst over models.
     """
+    from sepfix import __version__
+    from sepfix.batch import Timer, throughput, validate_one
+    from sepfix.config import Resolver
+    from sepfix.files import collect
     from sepfix.terminal import working
 
-    with working(f"validating {model}", quiet):
-        report = run_validate(model, reference=reference, provider=provider, fp16=fp16, int8=int8,
-                              bench=bench, engine_info=engine_info, input_shapes=list(input_shapes),
-                              inputs=inputs, rtol=rtol, atol=atol)
-    click.echo(report.to_json() if fmt == "json" else report.to_text())
-    return report.exit_code
+    timer = Timer()
+    paths = collect(models, Resolver(config_file))
+    if not paths:
+        click.echo("sepfix: warning: no .onnx model to act on (none found, or all excluded by the configuration)", err=True)
+        return 0
+    for option, value in (("--reference", reference), ("--engine-info", engine_info)):
+        if value is not None and len(paths) != 1:
+            raise SepfixError(f"{option} belongs to one model, and {len(paths)} were given")
+    kwargs = dict(reference=reference, provider=provider, fp16=fp16, int8=int8, bench=bench,
+                  engine_info=engine_info, input_shapes=list(input_shapes), inputs=inputs, rtol=rtol, atol=atol)
+    outcomes = []
+    for path in paths:
+        with working(f"validating {path}", quiet):
+            outcomes.append(validate_one(path, kwargs))
+        if outcomes[-1].error:
+            click.echo(f"sepfix: error: {outcomes[-1].error}", err=True)
+    reports = [o.report for o in outcomes if o.report is not None]
+    worst = max(o.exit_code for o in outcomes)
+    if fmt == "json":
+        if len(paths) == 1:
+            if reports:
+                click.echo(reports[0].to_json())
+        else:
+            click.echo(json.dumps({
+                "tool": "sepfix", "version": __version__, "command": "validate", "exit_code": worst,
+                "reports": [r.to_dict() for r in reports],
+                "errors": [{"path": o.path, "error": o.error} for o in outcomes if o.error],
+            }, indent=2, allow_nan=False))
+    else:
+        for report in reports:
+            click.echo(report.to_text())
+        if len(paths) > 1:
+            passed = sum(1 for r in reports if r.passed)
+            errors = len(outcomes) - len(reports)
+            click.echo(f"{'FAILED' if worst else 'PASSED'}: {len(paths)} models: {passed} passed, "
+                       f"{len(reports) - passed} failed" + (f", {errors} unreadable" if errors else "")
+                       + f" ({timer.seconds:.2f} s)")
+    if verbose and len(paths) > 1:
+        click.echo(throughput("validated", len(paths), timer.seconds, 1), err=True)
+    return worst

@@ -135,11 +135,52 @@ class Validation:
     original_runner: str = ""
     input_shapes: dict[str, list[int]] = field(default_factory=dict)  # of the generated sets
     shapes_note: str = ""  # which sizes the original refused before these
+    fallback_reason: str = ""  # why onnxruntime refused the original, when the numpy reference ran it
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["outputs"] = [o.to_dict() for o in self.outputs]
+        out["original_ran_on"] = self.original_label
+        out["candidate_ran_on"] = self.candidate_label
         return out
+
+    @property
+    def original_label(self) -> str:
+        """What ran the original, in words: "numpy reference" or "onnxruntime <provider>"."""
+        if self.proof == _PROOF_REFERENCE:
+            return "numpy reference"
+        return f"onnxruntime {self.original_runner}" if self.original_runner else "onnxruntime"
+
+    @property
+    def candidate_label(self) -> str:
+        return f"onnxruntime {self.provider}" if self.provider else "onnxruntime"
+
+    def runners(self, original: str = "original", candidate: str = "repaired") -> str:
+        """ "numpy reference (original) vs onnxruntime CPUExecutionProvider (repaired)" """
+        return f"{self.original_label} ({original}) vs {self.candidate_label} ({candidate})"
+
+    def output_lines(self) -> list[str]:
+        """One labelled line per output: the differences, and the tolerance each alone needs."""
+        return [output_line(o, self.rtol, self.atol) for o in self.outputs]
+
+
+def output_line(o: OutputComparison, rtol: float, atol: float) -> str:
+    """`output 'y': max abs 7.15e-07, max rel 2.1e-06; within tolerance (smallest that passes:
+    atol 1.44e-07 at rtol 0.0001, or rtol 0 at atol 1e-05)`. Each smallest tolerance is stated
+    with the other one it holds at: neither is a tolerance to use on its own."""
+    head = f"output {o.name!r}: "
+    if o.note and not math.isfinite(o.max_abs):
+        return head + f"FAILED: {o.note}"
+    figures = f"max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g}"
+    if o.max_abs == 0:
+        return head + f"{figures}; identical"
+    rel = (f"rtol {o.required_rtol:.3g} at atol {atol:g}" if math.isfinite(o.required_rtol)
+           else f"no rtol at atol {atol:g} (an exact zero differs)")
+    if o.passed:
+        text = f"{figures}; within tolerance (smallest that passes: atol {o.required_atol:.3g} at rtol {rtol:g}, or {rel})"
+    else:
+        text = f"{figures}; FAILED (passes only from atol {o.required_atol:.3g} at rtol {rtol:g}, or {rel})"
+    return head + text + (f"; {o.note}" if o.note else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,8 +702,9 @@ def _reference_overrides() -> list[type]:
 
 def ort_errors() -> tuple[type[BaseException], ...]:
     """Every exception class onnxruntime's C++ layer raises (none share a useful base)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    from sepfix.runtime import pybind_state
 
+    state = pybind_state()
     return tuple(
         value for value in vars(state).values()
         if isinstance(value, type) and issubclass(value, Exception)
@@ -671,14 +713,17 @@ def ort_errors() -> tuple[type[BaseException], ...]:
 
 def _invalid_model_errors() -> tuple[type[BaseException], ...]:
     """What onnxruntime raises for a model that breaks the ONNX spec (load or run time)."""
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, InvalidGraph
+    from sepfix.runtime import pybind_state
 
-    return (Fail, InvalidGraph, InvalidArgument)
+    state = pybind_state()
+    return (state.Fail, state.InvalidGraph, state.InvalidArgument)
 
 
 def session_options():
     """Session options for every sepfix session: errors only in the log, default optimizations."""
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -686,7 +731,9 @@ def session_options():
 
 
 def _run_options():
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     options = ort.RunOptions()
     # The exception carries the same text; don't print each run failure twice.
@@ -759,7 +806,9 @@ class _ModelSource:
 
 
 def _open_session(source: _ModelSource, providers: Sequence[str], provider_options=None):
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime("running a model")
 
     kwargs = {"providers": list(providers)}
     if provider_options is not None:
@@ -878,6 +927,7 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
     if not fallback_reason:
         result.proof = _PROOF_ORT
         result.original_runner = original_runner
+    result.fallback_reason = fallback_reason
     result.input_sets = len(feeds)
     result.input_shapes = _feed_shapes(feeds[-1])
     if refused:

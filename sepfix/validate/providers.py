@@ -96,14 +96,18 @@ class ProviderOutcome:
 
 def available_providers() -> list[str]:
     """Providers this onnxruntime build lists (listed is not the same as usable)."""
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     return list(ort.get_available_providers())
 
 
 def onnxruntime_package() -> str:
     """Which onnxruntime distribution is installed, e.g. ``onnxruntime-gpu 1.22.0``."""
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     for name in ("onnxruntime-gpu", "onnxruntime", "onnxruntime-directml", "onnxruntime-openvino"):
         try:
@@ -123,7 +127,9 @@ def _preload_dlls() -> None:
     if _preloaded:
         return
     _preloaded = True
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     if _is_gpu_build() and hasattr(ort, "preload_dlls"):
         try:
@@ -282,7 +288,9 @@ def open_session(
     ``log_severity_level = 0`` and onnxruntime's default logger at 0, put back to its default 2
     afterwards), and keep what it wrote in ``outcome.log``.
     """
-    import onnxruntime as ort
+    from sepfix.runtime import onnxruntime
+
+    ort = onnxruntime()
 
     from sepfix.validate.numeric import ort_errors, session_options
 
