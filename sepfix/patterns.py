@@ -313,8 +313,10 @@ def _walk_to_pointwise(index: GraphIndex, start: Node, by_node: dict) -> tuple[l
 
 
 def _is_constant_affine(index: GraphIndex, node: Node, tensor: str) -> bool:
-    """A bias Add/Sub or a scale Mul/Div by a constant (unfolded BN, GELU's 0.5, layer scale)."""
-    if node.op not in ("Add", "Sub", "Mul", "Div") or node.input(0) != tensor and node.op in ("Sub", "Div"):
+    """A bias Add/Sub, a scale Mul/Div or a clamp Max/Min by a constant (unfolded BN, GELU's
+    0.5, layer scale, jax2onnx's relu6 as Max(x, 0) -> Min(x, 6))."""
+    if (node.op not in ("Add", "Sub", "Mul", "Div", "Max", "Min")
+            or node.input(0) != tensor and node.op in ("Sub", "Div")):
         return False
     other = [n for n in node.node.input if n != tensor]
     return len(other) == 1 and index.is_constant(node.scope, other[0])
