@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         out = folder / "out"
         out.mkdir(exist_ok=True)
         written_after = time.time()
-        code, seconds, rss, text = timed("repair", model.name, "-o", str(out / "repaired.onnx"), cwd=folder)
+        code, seconds, rss, text = timed("repair", model.name, "-o", str(out / "repaired.onnx"), "--force", cwd=folder)
         print(f"sepfix repair -o: exit {code}, {seconds:.2f} s, peak RSS {rss / 2**20:.2f} GiB")
         assert code == 0, text
         print("  " + text.strip().replace("\n", "\n  "))

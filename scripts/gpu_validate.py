@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = {"clean": folder / "clean.onnx", "mangled": folder / "sep001.onnx", "repaired": folder / "repaired.onnx"}
         onnx.save(clean, paths["clean"])
         onnx.save(mangle.dense_depthwise(clean), paths["mangled"])
-        repaired = sepfix("repair", str(paths["mangled"]), "-o", str(paths["repaired"]), "--format", "json")
+        repaired = sepfix("repair", str(paths["mangled"]), "-o", str(paths["repaired"]), "--force", "--format", "json")
         (folder / "repair.json").write_text(repaired.stdout)
         if repaired.returncode != 0:
             print(repaired.stdout, repaired.stderr, file=sys.stderr)

@@ -588,6 +588,8 @@ class FilteredRule:
         self._settings = settings
 
     def __getattr__(self, name):
+        if name.startswith("__") or name in ("_rule", "_settings"):  # copy/pickle probes: not delegated
+            raise AttributeError(name)
         return getattr(self._rule, name)
 
     def __repr__(self) -> str:

@@ -98,10 +98,12 @@ def test_data_goes_beside_out_with_out_s_name(model, tmp_path):
 
 def test_repair_over_an_existing_out(model, tmp_path):
     target = tmp_path / "repaired.onnx"
-    for _ in range(2):
-        result = _sepfix("repair", str(model), "-o", str(target))
+    for force in ([], ["--force"]):  # replacing an existing OUT takes --force
+        result = _sepfix("repair", str(model), "-o", str(target), *force)
         assert result.returncode == 0, result.stdout + result.stderr
         assert_same_outputs(model, target)
+    refused = _sepfix("repair", str(model), "-o", str(target))
+    assert refused.returncode == 2 and "--force" in refused.stderr
     # The second run could not reuse the first run's data file (the old OUT read it until the
     # rename), so it wrote another one; once the new OUT was in place, the old file, used by no
     # model any more, was removed.
@@ -153,7 +155,7 @@ def test_two_repairs_to_one_out_at_once(model, tmp_path):
     reserved with O_EXCL), or both would append their weights to one file."""
     target = tmp_path / "repaired.onnx"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "sepfix", "repair", str(model), "-o", str(target)],
+    procs = [subprocess.Popen([sys.executable, "-m", "sepfix", "repair", str(model), "-o", str(target), "--force"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for _ in range(2)]
     for proc in procs:
         assert proc.wait() == 0, proc.stderr.read().decode()
