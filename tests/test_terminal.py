@@ -32,6 +32,6 @@ def test_spinner_on_a_terminal_only(tmp_path):
     assert code == 0 and "repairing and validating" in shown
     code, shown = run_on_terminal(["repair", str(SAMPLE), "-o", "b.onnx", "--quiet"], tmp_path)
     assert code == 0 and shown == ""
-    piped = subprocess.run([sys.executable, "-m", "sepfix", "validate", str(SAMPLE), "--provider", "cpu"],
+    piped = subprocess.run([sys.executable, "-m", "sepfix", "validate", str(tmp_path / "a.onnx"), "--provider", "cpu"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert piped.returncode == 0 and "validating" not in piped.stderr

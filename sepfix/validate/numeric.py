@@ -14,7 +14,7 @@ Inputs fed to both models:
   unknown) takes, in this order, the value ``--input-shape`` gives for the whole input, the
   value already bound to the same ``dim_param`` by an earlier input (so ``batch`` or ``seq``
   stay consistent across inputs), else **1 for the first dimension and 16 for every other**.
-  A ``dim_value`` of 0 or less (paddle2onnx writes -1) is dynamic too. When the original does
+  A negative ``dim_value`` (paddle2onnx writes -1) is dynamic too. When the original does
   not run on those sizes, the other dimensions try 224, 32, 64, 128, then a height of 48 with a
   width of 320 or 192 (text recognisers), until it runs; the result says which shapes it used.
   An input whose rank is unknown needs ``--input-shape``.
@@ -267,7 +267,7 @@ def _input_spec(value: onnx.ValueInfoProto) -> _InputSpec:
     dims: list[int | str | None] = []
     for dim in value.type.tensor_type.shape.dim:
         which = dim.WhichOneof("value")
-        if which == "dim_value" and dim.dim_value > 0:
+        if which == "dim_value" and dim.dim_value >= 0:  # paddle2onnx writes -1 for dynamic
             dims.append(int(dim.dim_value))
         elif which == "dim_param" and dim.dim_param:
             dims.append(dim.dim_param)
