@@ -17,10 +17,10 @@ shuffle layer, and a Transpose between a conv and its activation splits their fu
 on an H200 (CUDA EP, issue 14), tf2onnx's Keras MobileNetV3-Small runs 1.40x / 1.74x slower
 (batch 1 / 32) with its sandwiches as written, 1.00x once ONNX Runtime's optimizer has removed
 them. On the CPU (`scripts/bench_sep007.py`: ONNX Runtime 1.32, 1 thread, alpha-0.25 96x96
-exports, medians of 200 interleaved runs, range over 4 runs on a shared 2-core machine),
-mangled / repaired as written (`ORT_DISABLE_ALL`): Keras 2 export 1.06-1.14x at batch 1 and
+exports, medians of 200 interleaved runs, range over repeated runs on a shared 2-core machine),
+mangled / repaired as written (`ORT_DISABLE_ALL`): Keras 2 export 1.05-1.14x at batch 1 and
 1.02-1.12x at batch 16, TFLite export 1.06-1.16x and 1.08-1.19x; with ONNX Runtime's default
-optimizations 1.00-1.13x and 1.08-1.15x at batch 1.
+optimizations 1.00-1.13x and 1.08-1.15x at batch 1 (5 runs for batch 1).
 
 ## Example
 ```
@@ -66,7 +66,7 @@ APPLICABILITY = "validated"
 SOURCES = [
     "tf2onnx issue 977 (Transpose pairs around every conv)",
     "issue 14: tf2onnx Keras MobileNetV3-Small, 102 interior Transposes; H200 CUDA EP 1.40x / 1.74x as written",
-    "scripts/bench_sep007.py: ONNX Runtime 1.32 CPU 1 thread, as written 1.06-1.16x at batch 1",
+    "scripts/bench_sep007.py: ONNX Runtime 1.32 CPU 1 thread, as written 1.05-1.16x at batch 1",
 ]
 
 
