@@ -372,6 +372,11 @@ otherwise exhaust memory instead of failing clearly."""
 
 
 def _random_array(spec: _InputSpec, shape: list[int], rng: np.random.Generator) -> np.ndarray:
+    # numpy gives a scalar, not an array, for shape (): onnxruntime takes arrays only (If's condition)
+    return np.asarray(_random_values(spec, shape, rng), dtype=spec.dtype)
+
+
+def _random_values(spec: _InputSpec, shape: list[int], rng: np.random.Generator):
     dtype = spec.dtype
     if any(d < 0 for d in shape):
         raise SepfixError(f"graph input {spec.name!r} has a negative dimension {_shape_text(shape)}")
