@@ -1,6 +1,6 @@
 """What SEP011 (zero-pad) and SEP012 (space-to-batch-dilation) cost: mangled vs repaired latency.
 
-    python scripts/bench_pad_dilation.py [--runs 60] [--only TEXT] [--markdown FILE]
+    python scripts/bench_pad_dilation.py [--runs 100] [--only TEXT] [--markdown FILE]
 
 For each case: the model as the exporter wrote it (or as the rule's mangler writes it) and the
 model `sepfix repair --select <rule>` makes of it (proven equal by the validator), timed on
@@ -150,7 +150,7 @@ def timed(model_a: onnx.ModelProto, model_b: onnx.ModelProto, level, feed: dict,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--only", default="", help="Only cases whose label or rule contains this text.")
     parser.add_argument("--markdown", type=Path, default=None, help="Also write the table here (Markdown).")
     args = parser.parse_args(argv)
