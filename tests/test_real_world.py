@@ -64,16 +64,20 @@ EXPECTED = {
     "paddle/ppocrv4_rec_p2o2.onnx": (14, {"ADV001": 2, "SEP008": 32}, 1),
     "paddle/ppocr_cls_p2o2.onnx": (11, {"ADV001": 14, "SEP008": 18}, 1),
     # tf2onnx from Keras 2 (tf-keras) and Keras 3, TFLite -> tf2onnx (tests/data/real/tf/README.md)
-    "tf/k2_mobilenetv3small.onnx": (11, {}, 0),
-    "tf/k2_mobilenetv3small_kinit.onnx": (0, {"SEP007": 35}, 1),  # 101 interior Transposes in 35 regions
-    "tf/k2_pad_dw_s2.onnx": (2, {"SEP007": 1}, 0),  # NHWC input Transpose movable to the boundary: info
-    "tf/k3_mobilenetv3small.onnx": (11, {}, 0),
-    "tf/k3_mobilenetv2.onnx": (14, {}, 0),
-    "tf/k3_efficientnet.onnx": (7, {"ADV001": 2, "SEP007": 1}, 0),
-    "tf/k3_pad_dw_s2.onnx": (2, {"SEP007": 1}, 0),
+    "tf/k2_mobilenetv3small.onnx": (11, {"SEP011": 4}, 0),  # zero Pads before stride-2 convs: info
+    "tf/k2_mobilenetv3small_kinit.onnx": (0, {"SEP007": 35, "SEP011": 4}, 1),  # 101 interior Transposes in 35 regions
+    "tf/k2_pad_dw_s2.onnx": (2, {"SEP007": 1, "SEP011": 2}, 1),  # NHWC Pad -> Transpose -> Conv: warning  # NHWC input Transpose movable to the boundary: info
+    "tf/k3_mobilenetv3small.onnx": (11, {"SEP011": 4}, 0),
+    "tf/k3_mobilenetv2.onnx": (14, {"SEP011": 4}, 0),
+    "tf/k3_efficientnet.onnx": (7, {"ADV001": 2, "SEP007": 1, "SEP011": 4}, 0),
+    "tf/k3_pad_dw_s2.onnx": (2, {"SEP007": 1, "SEP011": 2}, 1),
     "tf/k3_dilated_dw.onnx": (1, {}, 0),
-    "tf/tflite_dilated_dw.onnx": (0, {}, 0),
+    "tf/tflite_dilated_dw.onnx": (0, {"SEP012": 1}, 1),  # space-to-batch dilation
     "tf/tflite_mobilenetv3small_op15.onnx": (3, {"SEP007": 18}, 1),
+    # TFLite -> tf2onnx dilated convs (tests/data/real/tf-dilation/README.md)
+    "tf-dilation/tflite_atrous_dense.onnx": (0, {"SEP012": 1}, 1),
+    "tf-dilation/tflite_dw4_crop.onnx": (0, {"SEP012": 1}, 1),
+    "tf-dilation/tflite_dw23_reshape.onnx": (0, {}, 0),  # non-square rate via run-time Reshapes: not recognised (known problem)
     # jax2onnx: NHWC dims declared on NCHW tensors, relu6 as Max/Min (tests/data/real/jax/README.md)
     "jax/jax_linen_dwsep_block.onnx": (1, {}, 0),
     "jax/jax_nnx_dwsep_block.onnx": (1, {}, 0),
@@ -112,6 +116,10 @@ REPAIRED = {
     # tf2onnx's transpose optimizer gave up: after repair only the two boundary Transposes remain
     "tf/k2_mobilenetv3small_kinit.onnx": 11,
     "tf/tflite_mobilenetv3small_op15.onnx": 11,
+    "tf/tflite_dilated_dw.onnx": 0,  # one dilated depthwise Conv; its BN is left as Mul/Add
+    "tf-dilation/tflite_dw4_crop.onnx": 1,
+    "tf-dilation/tflite_atrous_dense.onnx": 0,
+    "tf/k2_pad_dw_s2.onnx": 2,
 }
 
 # file: the one-line error `sepfix check` gives (exit 2)
