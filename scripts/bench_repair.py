@@ -3,11 +3,12 @@
     python scripts/bench_repair.py [--runs 50] [--size 224] [--markdown FILE] [--only TEXT]
 
 Each network is built here in torch (2.13.0 CPU), exported with torch.onnx (legacy exporter,
-opset 13), mangled by every rule (sepfix.testing.mangle), then repaired. For each mangle it
-prints the repair time and the onnxruntime CPU latency (median of --runs runs, after warm-up,
-runs of the models interleaved so drift hits all alike; one intra-op thread) of the clean,
-mangled and repaired models. The target: repaired <= 1.02x clean for every rule. Invalid mangles (SEP002, SEP003)
-cannot run on onnxruntime: their mangled latency is shown as "invalid".
+opset 13), mangled by every rule's manglers (every variant of `MANGLES` in
+tests/rules/test_<code>_<name>.py), then repaired. For each mangle it prints the repair time
+and the onnxruntime CPU latency (median of --runs runs, after warm-up, runs of the models
+interleaved so drift hits all alike; one intra-op thread) of the clean, mangled and repaired
+models. The target: repaired <= 1.02x clean for every rule. Invalid mangles (SEP002,
+SEP003 wrong) cannot run on onnxruntime: their mangled latency is shown as "invalid".
 """
 
 from __future__ import annotations
@@ -29,20 +30,22 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sepfix.repairer import repair  # noqa: E402
-from sepfix.testing import mangle  # noqa: E402
+from sepfix.rules import find_rule  # noqa: E402
+from tests.rules import rule_code, rule_test_modules  # noqa: E402
 
-MANGLES = {
-    "SEP001 dense-depthwise": lambda m: mangle.dense_depthwise(m),
-    "SEP002 group-mismatch (missing)": lambda m: mangle.group_attribute(m, None),
-    "SEP003 kernel-shape (wrong)": lambda m: mangle.kernel_shape(m, "wrong"),
-    "SEP004 runtime-weights (TF transpose)": lambda m: mangle.runtime_weights(m, "tf_transpose"),
-    "SEP004 runtime-weights (fp16 cast)": lambda m: mangle.runtime_weights(m, "cast_fp16"),
-    "SEP005 split-depthwise": lambda m: mangle.split_depthwise(m),
-    "SEP006 matmul-pointwise": lambda m: mangle.matmul_pointwise(m),
-    "SEP007 layout-sandwich": lambda m: mangle.layout_sandwich(m),
-    "SEP008 detached-bias": lambda m: mangle.detached_bias(m),
-    "SEP009 inflated-kernel": lambda m: mangle.inflated_kernel(m),
-}
+
+def manglers() -> dict:
+    """Label -> mangler from every rule test module's MANGLES; labels read
+    `SEP001 dense-depthwise (dense)`, the rule and the variant."""
+    table = {}
+    for module in rule_test_modules():
+        rule = find_rule(rule_code(module))
+        for variant, mangler in module.MANGLES.items():
+            table[f"{rule.code} {rule.name} ({variant})"] = mangler
+    return table
+
+
+MANGLES = manglers()
 
 
 def conv_bn_act(c_in, c_out, k=3, stride=1, groups=1, act=nn.ReLU6):
@@ -218,7 +221,7 @@ def _fmt(value: float | None) -> str:
 def _row(row) -> str:
     network, label, fixes, seconds, t = row
     ratio = t["repaired"] / t["clean"]
-    return (f"{network:<17} {label:<38} fixes {fixes:>3}  repair {seconds:6.2f} s  clean {_fmt(t['clean'])} ms  "
+    return (f"{network:<17} {label:<44} fixes {fixes:>3}  repair {seconds:6.2f} s  clean {_fmt(t['clean'])} ms  "
             f"mangled {_fmt(t['mangled'])} ms  repaired {_fmt(t['repaired'])} ms  repaired/clean {ratio:.3f}")
 
 

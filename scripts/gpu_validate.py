@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_repair import MobileNetV2Like, export  # noqa: E402
 
-from sepfix.testing import mangle  # noqa: E402
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise  # noqa: E402
 
 
 def sepfix(*args: str) -> subprocess.CompletedProcess:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         clean = export(module, args.size, batch=args.batch)
         paths = {"clean": folder / "clean.onnx", "mangled": folder / "sep001.onnx", "repaired": folder / "repaired.onnx"}
         onnx.save(clean, paths["clean"])
-        onnx.save(mangle.dense_depthwise(clean), paths["mangled"])
+        onnx.save(dense_depthwise(clean), paths["mangled"])
         repaired = sepfix("repair", str(paths["mangled"]), "-o", str(paths["repaired"]), "--force", "--format", "json")
         (folder / "repair.json").write_text(repaired.stdout)
         if repaired.returncode != 0:

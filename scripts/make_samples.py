@@ -1,7 +1,10 @@
-"""Regenerate sample_models/: a clean model, one mangled model per rule, and negative controls.
+"""Regenerate sample_models/: a clean model, the samples of every rule, and negative controls.
 
-The files are small and deterministic (seeded weights, no timestamps), so running this again
-gives the same bytes; tests/test_mangle.py checks that the committed files match.
+Each rule's samples come from its test module (`SAMPLES` in tests/rules/test_<code>_<name>.py:
+file stem -> function, its docstring the description), so adding a rule adds its samples here
+without editing this script. The files are small and deterministic (seeded weights, no
+timestamps), so running this again gives the same bytes; tests/test_mangle.py checks that the
+committed files match.
 
     python scripts/make_samples.py [--out DIR]
 """
@@ -9,6 +12,7 @@ gives the same bytes; tests/test_mangle.py checks that the committed files match
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,134 +23,92 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Lets the script run from a plain checkout, without installing sepfix.
 sys.path.insert(0, str(REPO_ROOT))
 
-from sepfix.testing import builders, mangle  # noqa: E402
-
-CLEAN_CHANNELS = (8, 16)
-CLEAN_SPATIAL = 16
-
-
-def _clean() -> onnx.ModelProto:
-    return builders.mobilenet_like(channels=CLEAN_CHANNELS, spatial=CLEAN_SPATIAL)
+from sepfix.testing import builders  # noqa: E402
+from tests.rules import rule_test_modules, support  # noqa: E402
+from tests.rules.support import described  # noqa: E402
 
 
-# file name → (how to make it, what it shows). Order is the README's order.
-SAMPLES: dict[str, tuple[Callable[[], onnx.ModelProto], str]] = {
-    "clean_mobilenet.onnx": (
-        _clean,
-        "Clean MobileNet-style stack: stem + two DW(3x3)→BN→ReLU6→PW(1x1) blocks, the first with a "
-        "residual Add. No rule may flag it; every sepNNN file below is this model mangled.",
-    ),
-    "sep001_dense_depthwise.onnx": (
-        lambda: mangle.dense_depthwise(_clean()),
-        "SEP001: depthwise convs exported with group=1 and a block-diagonal dense (C, C, 3, 3) "
-        "weight.",
-    ),
-    "sep002_group_missing.onnx": (
-        lambda: mangle.group_attribute(_clean(), None),
-        "SEP002: depthwise convs without a group attribute (invalid: group defaults to 1).",
-    ),
-    "sep002_group_negative.onnx": (
-        lambda: mangle.group_attribute(_clean(), -3),
-        "SEP002: depthwise convs with group=-3, as tf2onnx wrote (invalid).",
-    ),
-    "sep003_kernel_shape_wrong.onnx": (
-        lambda: mangle.kernel_shape(_clean(), "wrong"),
-        "SEP003: kernel_shape disagrees with the weight ([5,5] on 3x3 depthwise, [3,3] on 1x1 "
-        "pointwise convs) (invalid).",
-    ),
-    "sep004_runtime_weights_transpose.onnx": (
-        lambda: mangle.runtime_weights(_clean(), "tf_transpose"),
-        "SEP004: DW/PW weights stored in TensorFlow layout and turned to ONNX layout by a "
-        "Transpose at run time.",
-    ),
-    "sep004_runtime_weights_cast.onnx": (
-        lambda: mangle.runtime_weights(_clean(), "cast_fp16"),
-        "SEP004: DW/PW weights stored as fp16 and Cast to float at run time (numbers differ from "
-        "the clean model by the fp16 rounding; a repair must match this file).",
-    ),
-    "sep005_split_depthwise.onnx": (
-        lambda: mangle.split_depthwise(_clean()),
-        "SEP005: each depthwise conv as Split(axis=1) → one conv per channel → Concat.",
-    ),
-    "sep006_matmul_pointwise.onnx": (
-        lambda: mangle.matmul_pointwise(_clean()),
-        "SEP006: each pointwise conv as Transpose → MatMul → Add(bias) → Transpose.",
-    ),
-    "sep007_layout_sandwich.onnx": (
-        lambda: mangle.layout_sandwich(_clean()),
-        "SEP007: NHWC Transpose round trips (inverse pairs) before and after every DW/PW conv.",
-    ),
-    "sep008_detached_bias.onnx": (
-        lambda: mangle.detached_bias(_clean()),
-        "SEP008: DW/PW conv biases moved into a following Add of a (1, C, 1, 1) constant.",
-    ),
-    "sep009_inflated_kernel.onnx": (
-        lambda: mangle.inflated_kernel(_clean()),
-        "SEP009: pointwise convs inflated to 3x3 kernels, zero but for the centre tap, "
-        "with pads 1.",
-    ),
-    "neg_resnext_grouped.onnx": (
+CLEAN = described(
+    support.sample_clean,
+    "Clean MobileNet-style stack: stem + two DW(3x3)→BN→ReLU6→PW(1x1) blocks, the first with a residual Add. "
+    "No rule may flag it; every sepNNN file below is this model mangled.",
+)
+
+NEGATIVES: dict[str, Callable[[], onnx.ModelProto]] = {
+    "neg_resnext_grouped": described(
         builders.resnext_grouped,
-        "Negative control: grouped 3x3 conv (C=16, group=4, ResNeXt/RegNet) then 1x1 conv; "
-        "not depthwise.",
+        "Negative control: grouped 3x3 conv (C=16, group=4, ResNeXt/RegNet) then 1x1 conv; not depthwise.",
     ),
-    "neg_dense_with_zeros.onnx": (
+    "neg_dense_with_zeros": described(
         builders.dense_with_zeros,
-        "Negative control: dense 3x3 conv with many random (not block-diagonal, not "
-        "centre-only) zeros.",
+        "Negative control: dense 3x3 conv with many random (not block-diagonal, not centre-only) zeros.",
     ),
-    "neg_repvgg_kernel.onnx": (
+    "neg_repvgg_kernel": described(
         builders.repvgg_kernel,
-        "Negative control: RepVGG-style 3x3 kernel, dominant centre tap, small non-zero "
-        "off-centre taps.",
+        "Negative control: RepVGG-style 3x3 kernel, dominant centre tap, small non-zero off-centre taps.",
     ),
-    "neg_convnext_linear.onnx": (
+    "neg_convnext_linear": described(
         builders.convnext_linear,
         "Negative control: ConvNeXt block (DW 7x7 → LayerNorm → MatMul Linear layers, opset 17); "
         "its MatMuls never were 1x1 convs.",
     ),
-    "neg_weight_graph_input.onnx": (
+    "neg_weight_graph_input": described(
         builders.weight_graph_input,
-        "Negative control: depthwise-shaped conv whose weight is a true graph input "
-        "(no initializer).",
+        "Negative control: depthwise-shaped conv whose weight is a true graph input (no initializer).",
     ),
-    "neg_qdq_weights.onnx": (
+    "neg_qdq_weights": described(
         builders.qdq_weights,
-        "Negative control: explicitly quantized DW→PW block, weights through Q/DQ, "
-        "kernel_shape set; Q/DQ must not be folded.",
+        "Negative control: explicitly quantized DW→PW block, weights through Q/DQ, kernel_shape set; "
+        "Q/DQ must not be folded.",
     ),
 }
 
 
-def _readme() -> str:
+def samples() -> dict[str, Callable[[], onnx.ModelProto]]:
+    """file stem -> maker, in the README's order: clean, each rule's samples by code, negatives."""
+    found: dict[str, Callable[[], onnx.ModelProto]] = {"clean_mobilenet": CLEAN}
+    for module in rule_test_modules():
+        for stem, make in module.SAMPLES.items():
+            if stem in found:
+                raise SystemExit(f"{module.__name__}: sample {stem!r} is made twice")
+            found[stem] = make
+    found.update(NEGATIVES)
+    return found
+
+
+def describe(make: Callable[[], onnx.ModelProto]) -> str:
+    """The maker's docstring on one line."""
+    return " ".join(inspect.cleandoc(make.__doc__ or "").split())
+
+
+def _readme(made: dict[str, Callable[[], onnx.ModelProto]]) -> str:
     lines = [
         "# Sample models",
         "",
         "Generated by `python scripts/make_samples.py`; do not edit by hand. The script gives the",
         "same bytes on every run and `tests/test_mangle.py` checks that these files match it.",
         "",
-        "`sepNNN_*` files are `clean_mobilenet.onnx` damaged by `sepfix.testing.mangle` and",
-        "must be flagged by rule SEPNNN; `neg_*` files are negative controls from",
-        "`sepfix.testing.builders` that no rule may flag.",
+        "`sepNNN_*` files are `clean_mobilenet.onnx` damaged by the manglers of",
+        "`tests/rules/test_sepNNN_*.py` and must be flagged by rule SEPNNN; `neg_*` files are",
+        "negative controls from `sepfix.testing.builders` that no rule may flag.",
         "",
         "| file | what it shows |",
         "|---|---|",
     ]
-    lines += [f"| `{name}` | {description} |" for name, (_, description) in SAMPLES.items()]
+    lines += [f"| `{stem}.onnx` | {describe(make)} |" for stem, make in made.items()]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "sample_models", help="output folder"
-    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "sample_models", help="output folder")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, (make, _) in SAMPLES.items():
-        (args.out / name).write_bytes(make().SerializeToString())
-    (args.out / "README.md").write_text(_readme(), encoding="utf-8")
-    print(f"wrote {len(SAMPLES)} models and README.md to {args.out}")
+    made = samples()
+    for stem, make in made.items():
+        (args.out / f"{stem}.onnx").write_bytes(make().SerializeToString())
+    (args.out / "README.md").write_text(_readme(made), encoding="utf-8")
+    print(f"wrote {len(made)} models and README.md to {args.out}")
     return 0
 
 

@@ -24,7 +24,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sepfix.testing import builders, mangle  # noqa: E402
+from sepfix.testing import builders  # noqa: E402
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise  # noqa: E402
+from tests.rules.test_sep002_group_mismatch import group_attribute  # noqa: E402
 
 BIG = 2**40  # an absurd dimension: 4 TiB of float32 per unit of the other dims
 
@@ -90,7 +92,7 @@ def clean() -> onnx.ModelProto:
 
 def mangled() -> onnx.ModelProto:
     """SEP001 on every depthwise conv: something for repair to do (and so to write)."""
-    return mangle.dense_depthwise(clean())
+    return dense_depthwise(clean())
 
 
 def graph_field_span(data: bytes) -> tuple[int, int]:
@@ -353,7 +355,7 @@ def build(root: Path) -> list[Case]:
 
     # -- malformed but catalogued: findings, not crashes
     for value in (0, -3, 3):
-        model = mangle.group_attribute(clean(), value)
+        model = group_attribute(clean(), value)
         c.add_model(f"group_{value}".replace("-", "minus"), model, 1, 0, None, note="SEP002")
 
     # -- valid oddities: checked without complaint

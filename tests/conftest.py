@@ -26,14 +26,16 @@ def require_shared(path: Path, what: str) -> Path:
     pytest.skip(f"{what} not found at {path} (a plain clone has no ../shared; with CI set this fails)")
 
 
-def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = None, seed: int = 0) -> list[np.ndarray]:
-    """Outputs of `model` on onnxruntime's CPU provider (seeded random inputs by default)."""
+def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = None, seed: int = 0,
+              batch: int = 1, size: int = 1) -> list[np.ndarray]:
+    """Outputs of `model` on onnxruntime's CPU provider (seeded random inputs by default: a
+    symbolic first dimension is `batch`, any other symbolic dimension `size`)."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     if feeds is None:
         rng = np.random.default_rng(seed)
         feeds = {}
         for value in session.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in value.shape]
+            shape = [d if isinstance(d, int) else (batch if i == 0 else size) for i, d in enumerate(value.shape)]
             feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
     return session.run(None, feeds)
 
@@ -51,16 +53,49 @@ def codes():
     return lambda model, **kw: sorted({f.code for f in sepfix.check(model, **kw)})
 
 
-@pytest.fixture(scope="session")
-def clean_models():
-    """Clean depthwise-separable models from three sources: onnx.helper, and torch.onnx's legacy
-    and dynamo exporters (stride 2 and dilation 2 blocks)."""
+# The clean models every rule's manglers and the shared round trip (tests/rules/) run on:
+# onnx.helper, torch.onnx's legacy and dynamo exporters (stride 2 and dilation 2 blocks), and
+# legacy exports with a symbolic batch (a MobileNetV2-like network) and a symbolic batch, height
+# and width (a separable block).
+CLEAN_SOURCES = ("helper", "torch-legacy", "torch-dynamo", "torch-dynamic-batch", "torch-dynamic-nhw")
+
+
+def _build_clean(source: str) -> onnx.ModelProto:
     from sepfix.testing import builders
-    from tests.torch_models import SeparableBlock, export, torch
+    from tests.torch_models import MobileNetV2Like, SeparableBlock, export, torch
 
     x = torch.randn(1, 8, 16, 16)
-    return {
-        "helper": builders.mobilenet_like(),
-        "torch-legacy": export(SeparableBlock(stride=2), x),
-        "torch-dynamo": export(SeparableBlock(dilation=2), x, dynamo=True),
-    }
+    if source == "helper":
+        return builders.mobilenet_like()
+    if source == "torch-legacy":
+        return export(SeparableBlock(stride=2), x)
+    if source == "torch-dynamo":
+        return export(SeparableBlock(dilation=2), x, dynamo=True)
+    if source == "torch-dynamic-batch":
+        return export(MobileNetV2Like(), torch.randn(1, 3, 32, 32), dynamic={0: "n"})
+    if source == "torch-dynamic-nhw":
+        return export(SeparableBlock(), x, dynamic={0: "n", 2: "h", 3: "w"})
+    raise KeyError(source)
+
+
+class _CleanModels(dict):
+    """Built on first use (a torch export takes a while), then shared by the session."""
+
+    def __missing__(self, source: str) -> onnx.ModelProto:
+        self[source] = _build_clean(source)
+        return self[source]
+
+
+@pytest.fixture(scope="session")
+def clean_models():
+    """source name -> clean depthwise-separable model (see CLEAN_SOURCES); do not edit them."""
+    return _CleanModels()
+
+
+@pytest.fixture(params=CLEAN_SOURCES)
+def clean(request, clean_models) -> onnx.ModelProto:
+    """A fresh copy of each clean source in turn, so a mangler that wrote into its input could
+    not hide it."""
+    model = onnx.ModelProto()
+    model.CopyFrom(clean_models[request.param])
+    return model

@@ -20,7 +20,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = "weights.bin"
@@ -58,7 +59,7 @@ def model(tmp_path) -> Path:
     folder = tmp_path / "model"
     folder.mkdir()
     path = folder / "model.onnx"
-    proto = mangle.dense_depthwise(builders.mobilenet_like(channels=(256, 256), spatial=8))
+    proto = dense_depthwise(builders.mobilenet_like(channels=(256, 256), spatial=8))
     onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=DATA,
                     size_threshold=1024)
     assert (folder / DATA).stat().st_size > 4_000_000

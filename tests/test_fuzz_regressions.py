@@ -15,8 +15,9 @@ import numpy as np
 
 from sepfix import SepfixError, check
 from sepfix.repairer import RepairOptions, repair_file
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
 from tests.mutators import SAMPLES
+from tests.rules.test_sep004_runtime_weights import runtime_weights
 
 SAMPLE = {p.stem: p for p in SAMPLES}
 
@@ -165,7 +166,7 @@ def test_cast_to_string_in_a_weight_chain_is_not_folded(tmp_path):
 
 
 def test_reshape_that_numpy_refuses_in_a_weight_chain(tmp_path):
-    model = mangle.runtime_weights(builders.mobilenet_like(channels=(8, 16)), "tf_reshape_transpose")
+    model = runtime_weights(builders.mobilenet_like(channels=(8, 16)), "tf_reshape_transpose")
     shape = next(t for t in model.graph.initializer if t.name == "block0_dw_conv_sep004_weight_tf_shape")
     shape.CopyFrom(numpy_helper.from_array(np.array([3, 3, 2, 8], dtype=np.int64), shape.name))  # 144 != 72
     assert_refused(model, tmp_path, "Reshape node 'block0_dw_conv_sep004_weight_reshape' cannot be applied",

@@ -1,6 +1,5 @@
-"""The view rules read: op domains, ops no opset defines, function attributes bound per call site,
-channel counts from weights rather than declared shapes, blocks through Q/DQ, and the proof's
-input sizes for dynamic dimensions. Real exporter output for each is in test_real_world.py."""
+"""The view rules read: ops no opset defines, channel counts from weights rather than declared
+shapes, blocks through Q/DQ, and the proof's input sizes for dynamic dimensions. Real exporter output for each is in test_real_world.py."""
 
 from __future__ import annotations
 
@@ -25,18 +24,6 @@ def _blocks(model: onnx.ModelProto) -> int:
     return len(check_loaded(model_io.from_proto(model), select_rules()).blocks)
 
 
-def test_a_runtime_private_conv_is_not_a_conv():
-    model = builders.separable_block()
-    conv = model.graph.node[0]
-    conv.domain = "com.microsoft"
-    conv.op_type = "FusedConv"
-    conv.attribute.append(helper.make_attribute("activation", "Relu"))
-    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    findings = sepfix.check(model)
-    assert [(f.code, f.severity, f.fixable) for f in findings] == [("SEP010", "error", False)]
-    assert "ORT_ENABLE_EXTENDED" in findings[0].message and _blocks(model) == 0
-
-
 def test_an_op_no_opset_defines_is_a_one_line_error(tmp_path, capsys):
     model = builders.separable_block()
     model.graph.node[1].op_type = "PartitionedCall"
@@ -54,48 +41,6 @@ def test_an_op_newer_than_the_opset_names_its_first_opset(tmp_path, capsys):
     onnx.save(model, path)
     assert run_cli(["check", str(path)]) == 2
     assert "from opset 14 on, but the model imports opset 13" in capsys.readouterr().err
-
-
-def _function_model(groups: list[int | None]) -> onnx.ModelProto:
-    """A function `DwConv(x)` holding its weight in a Constant, whose Conv reads `group` from the
-    call; one call per entry of `groups` (None: the call sets no group)."""
-    weight = np.random.default_rng(0).standard_normal((8, 1, 3, 3)).astype(np.float32)
-    constant = helper.make_node("Constant", [], ["w"], name="weight", value=numpy_helper.from_array(weight))
-    body = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])
-    body.attribute.append(onnx.AttributeProto(name="group", ref_attr_name="group", type=onnx.AttributeProto.INT))
-    function = helper.make_function("local", "DwConv", ["x"], ["y"], [constant, body],
-                                    [helper.make_opsetid("", 13)], attributes=["group"])
-    nodes, x = [], "input"
-    for i, group in enumerate(groups):
-        call = helper.make_node("DwConv", [x], [f"y{i}"], name=f"call{i}", domain="local")
-        if group is not None:
-            call.attribute.append(helper.make_attribute("group", group))
-        nodes.append(call)
-        x = f"y{i}"
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 6, 6])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("local", 1)],
-                             functions=[function], ir_version=8)
-
-
-def test_function_attributes_bound_alike_at_every_call_site_are_read():
-    assert _codes(_function_model([8, 8])) == []
-
-
-def test_function_attributes_that_differ_between_call_sites_are_advice_not_a_crash():
-    findings = sepfix.check(_function_model([8, 1]), advice=True)
-    assert [(f.code, f.severity) for f in findings] == [("ADV003", "info")]
-    assert findings[0].details == {"attributes": ["group"], "call_sites": 2}
-    assert sepfix.check(_function_model([8, 1])) == []  # advice never fails a check
-
-
-def test_a_missing_group_bound_by_every_call_site_is_repaired_inside_the_function():
-    model = _function_model([None, None])  # the call gives no group: the Conv's default 1, invalid for C=8
-    assert _codes(model) == ["SEP002"]
-    repaired, report = sepfix.repair(model)
-    assert report.validation.passed and _codes(repaired) == []
-    conv = next(n for n in repaired.functions[0].node if n.op_type == "Conv")
-    assert helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == 8
 
 
 def test_channels_come_from_weights_not_from_a_channels_last_value_info():

@@ -15,7 +15,11 @@ import pytest
 from sepfix import html_report
 from sepfix.cli import main
 from sepfix.repairer import repair
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
+from tests.rules.test_sep005_split_depthwise import split_depthwise
+from tests.rules.test_sep006_matmul_pointwise import matmul_pointwise
+from tests.rules.test_sep008_detached_bias import detached_bias
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
@@ -36,7 +40,7 @@ def run(args, capsys):
 
 def several_fixes_model() -> onnx.ModelProto:
     model = builders.mobilenet_like()
-    for step in (mangle.dense_depthwise, mangle.detached_bias, mangle.matmul_pointwise):
+    for step in (dense_depthwise, detached_bias, matmul_pointwise):
         model = step(model)
     return model
 
@@ -201,7 +205,7 @@ def test_check_report(tmp_path, capsys):
 
 def test_names_are_escaped_and_fixes_in_subgraphs_are_drawn():
     """Hostile node names stay text; a fix inside an If branch is looked up in that branch."""
-    model = mangle.dense_depthwise(builders.separable_block())
+    model = dense_depthwise(builders.separable_block())
     hostile = '<script>alert("x")</script>&'
     for node in model.graph.node:
         if node.op_type == "Conv" and node.name.endswith("dw_conv"):
@@ -221,7 +225,7 @@ def test_names_are_escaped_and_fixes_in_subgraphs_are_drawn():
 
 
 def test_wide_layers_are_collapsed_and_big_drawings_clipped(monkeypatch):
-    model = mangle.split_depthwise(builders.separable_block(c_in=64))
+    model = split_depthwise(builders.separable_block(c_in=64))
     _, report = repair(model, validate=False, unsafe_fixes=True)
     [fix] = report.fixes
     assert fix.code == "SEP005" and len(fix.replaced) == 66

@@ -25,7 +25,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 
 ROOT = Path(__file__).resolve().parent.parent
 INLINE_POINTS = 36
@@ -36,7 +37,7 @@ WORKERS = max(2, os.cpu_count() or 2)
 
 def _model() -> onnx.ModelProto:
     """Dense-depthwise (SEP001) convs of 512 channels: ~30 MB of weights, a run of ~1 s."""
-    return mangle.dense_depthwise(builders.mobilenet_like(channels=(512, 512, 512), spatial=8))
+    return dense_depthwise(builders.mobilenet_like(channels=(512, 512, 512), spatial=8))
 
 
 def _write(model: onnx.ModelProto, folder: Path, external: bool) -> Path:

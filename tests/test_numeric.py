@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sepfix.errors import SepfixError
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
 from sepfix.validate.numeric import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -24,6 +24,8 @@ from sepfix.validate.numeric import (
     numpy_conv,
     parse_input_shapes,
 )
+from tests.rules.test_sep002_group_mismatch import group_attribute
+from tests.rules.test_sep003_kernel_shape import kernel_shape
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -119,9 +121,9 @@ def test_perturbed_weight_fails_and_reports_the_true_error():
 @pytest.mark.parametrize(
     "mangled",
     [
-        pytest.param(lambda m: mangle.group_attribute(m, None), id="sep002-group-missing"),
-        pytest.param(lambda m: mangle.group_attribute(m, -3), id="sep002-group-negative"),
-        pytest.param(lambda m: mangle.kernel_shape(m, "wrong"), id="sep003-kernel-shape-wrong"),
+        pytest.param(lambda m: group_attribute(m, None), id="sep002-group-missing"),
+        pytest.param(lambda m: group_attribute(m, -3), id="sep002-group-negative"),
+        pytest.param(lambda m: kernel_shape(m, "wrong"), id="sep003-kernel-shape-wrong"),
     ],
 )
 @pytest.mark.parametrize("activation", ["relu6", "hardswish"])
@@ -140,7 +142,7 @@ def test_invalid_original_is_proven_through_numpy_reference(mangled, activation)
 
 def test_invalid_original_against_a_wrong_candidate_still_fails():
     clean = builders.separable_block()
-    original = mangle.group_attribute(clean, -3)
+    original = group_attribute(clean, -3)
     result = compare_models(original, _perturbed(clean, "dw_conv_weight", 0.5))
     assert result.proof == "numpy-reference" and not result.passed
 
@@ -159,7 +161,7 @@ def test_reference_that_cannot_run_either_fails_clearly():
 
 def test_candidate_onnxruntime_cannot_run_fails_with_its_error():
     clean = builders.separable_block()
-    result = compare_models(clean, mangle.group_attribute(clean, -3))
+    result = compare_models(clean, group_attribute(clean, -3))
     assert not result.passed and result.proof == "onnxruntime"
     assert result.message.startswith("onnxruntime could not run the candidate: Fail:")
     assert "\n" not in result.message

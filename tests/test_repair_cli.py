@@ -14,8 +14,11 @@ import pytest
 import sepfix
 from sepfix.cli import main
 from sepfix.repairer import repair
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
 from tests.conftest import run_model
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
+from tests.rules.test_sep006_matmul_pointwise import matmul_pointwise
+from tests.rules.test_sep008_detached_bias import detached_bias
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
@@ -126,7 +129,7 @@ def test_usage_errors_exit_2_with_one_line(mangled, tmp_path, capsys):
 
 def test_select_limits_what_is_repaired(tmp_path, capsys):
     model = tmp_path / "two.onnx"
-    onnx.save(mangle.detached_bias(mangle.dense_depthwise(builders.mobilenet_like())), model)
+    onnx.save(detached_bias(dense_depthwise(builders.mobilenet_like())), model)
     out = tmp_path / "f.onnx"
     code, text, _ = run(["repair", model, "-o", out, "--select", "SEP008", "--format", "json"], capsys)
     assert code == 0 and {f["code"] for f in json.loads(text)["fixes"]} == {"SEP008"}
@@ -142,7 +145,7 @@ def test_user_inputs_and_shapes_feed_the_proof(mangled, tmp_path, capsys):
 
 
 def test_python_api_repair():
-    model = mangle.matmul_pointwise(builders.mobilenet_like())
+    model = matmul_pointwise(builders.mobilenet_like())
     repaired, report = repair(model)
     assert report.validation.passed and [f.code for f in report.fixes] == ["SEP006"] * 3
     assert sepfix.check(repaired) == []
@@ -155,7 +158,7 @@ def test_top_level_api_names_are_functions_even_after_submodule_imports():
 
     importlib.import_module("sepfix.repairer")
     importlib.import_module("sepfix.checker")
-    model = mangle.detached_bias(builders.mobilenet_like())
+    model = detached_bias(builders.mobilenet_like())
     repaired, report = sepfix.repair(model, select=["SEP008"])
     assert [f.code for f in report.fixes] == ["SEP008"] * 6 and report.validation.passed
     assert sepfix.check(repaired) == []

@@ -1,83 +1,27 @@
-"""Every rule's rewrite, on helper-built models and real torch exports: mangled -> repaired gives
-the clean structure back, the same outputs, and a second repair changes nothing."""
+"""What every rewrite shares: rule tags, preserved metadata and names, cloned shared weights,
+fixes inside subgraphs and model-local functions. Each rule's round trip (mangled -> repaired
+gives the clean structure and numbers back, and a second repair changes nothing) is
+tests/rules/test_round_trip.py."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import onnx
-import pytest
 
 import sepfix
 from sepfix.rewrite import RULE_TAG, rewrite
 from sepfix.rules import select_rules
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
 from tests.conftest import run_model
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
+from tests.rules.test_sep005_split_depthwise import split_depthwise
 from tests.torch_models import SeparableBlock, export, torch
 
-# (mangle, whether the mangled model computes exactly what the clean one does)
-MANGLES = {
-    "SEP001": [(lambda m: mangle.dense_depthwise(m), True)],
-    "SEP002": [(lambda m: mangle.group_attribute(m, None), False), (lambda m: mangle.group_attribute(m, -3), False),
-               (lambda m: mangle.group_attribute(m, 0), False)],
-    "SEP003": [(lambda m: mangle.kernel_shape(m, "wrong"), False), (lambda m: mangle.kernel_shape(m, "missing_dq"), None)],
-    "SEP004": [(lambda m: mangle.runtime_weights(m, "tf_transpose"), True),
-               (lambda m: mangle.runtime_weights(m, "tf_reshape_transpose"), True),
-               (lambda m: mangle.runtime_weights(m, "cast_fp16"), None),
-               (lambda m: mangle.runtime_weights(m, "graph_input"), True)],
-    "SEP005": [(lambda m: mangle.split_depthwise(m), True)],
-    "SEP006": [(lambda m: mangle.matmul_pointwise(m), True)],
-    "SEP007": [(lambda m: mangle.layout_sandwich(m), True)],
-    "SEP008": [(lambda m: mangle.detached_bias(m), True)],
-    "SEP009": [(lambda m: mangle.inflated_kernel(m), True)],
-}
-CASES = [(code, i) for code, fns in MANGLES.items() for i in range(len(fns))]
 RULES = select_rules()
 
 
-def op_counts(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)
-
-
-def grouped_convs(model: onnx.ModelProto) -> list[int]:
-    """The group of every conv with group > 1, in order: the depthwise convs of the blocks."""
-    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node if n.op_type == "Conv"]
-    return [g for g in groups if g > 1]
-
-
-@pytest.mark.parametrize("source", ["helper", "torch-legacy", "torch-dynamo"])
-@pytest.mark.parametrize("code, variant", CASES, ids=[f"{c}-{i}" for c, i in CASES])
-def test_repair_restores_canonical_block(clean_models, source, code, variant):
-    clean = clean_models[source]
-    make, exact = MANGLES[code][variant]
-    mangled = make(clean)
-    repaired, fixes = rewrite(mangled, RULES)
-    assert fixes and {f.code for f in fixes} == {code}
-    assert sepfix.check(repaired) == []  # canonical now
-    # Structure: the clean model's ops come back (Q/DQ kept: explicit quantization needs them).
-    expected = op_counts(mangled) if "DequantizeLinear" in op_counts(mangled) else op_counts(clean)
-    assert op_counts(repaired) == expected
-    assert grouped_convs(repaired) == grouped_convs(clean)
-    # Numbers: equal to the clean model where the mangle kept them, else to the mangled model.
-    reference = clean if exact is not None else mangled
-    for a, b in zip(run_model(repaired), run_model(reference)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    # Idempotent: nothing left to do, the same object comes back.
-    again, more = rewrite(repaired, RULES)
-    assert more == [] and again is repaired
-    # Preserved: IR version, opsets, graph inputs and outputs in order.
-    assert repaired.ir_version == mangled.ir_version
-    assert list(repaired.opset_import) == list(mangled.opset_import)
-    original_inputs = [v.name for v in mangled.graph.input]
-    if code == "SEP004" and variant == 3:  # the folded weights leave the input list on purpose
-        original_inputs = [n for n in original_inputs if n in {v.name for v in clean.graph.input}]
-    assert [v.name for v in repaired.graph.input] == original_inputs
-    assert [v.name for v in repaired.graph.output] == [v.name for v in mangled.graph.output]
-
-
 def test_created_and_changed_nodes_carry_the_rule_tag():
-    repaired, fixes = rewrite(mangle.split_depthwise(builders.mobilenet_like()), RULES)
+    repaired, fixes = rewrite(split_depthwise(builders.mobilenet_like()), RULES)
     tagged = [n for n in repaired.graph.node if f"{RULE_TAG}: SEP005 split-depthwise" in n.doc_string]
     assert len(tagged) == len(fixes) == 3
     assert all(n.name for n in repaired.graph.node)
@@ -87,13 +31,13 @@ def test_created_and_changed_nodes_carry_the_rule_tag():
 def test_tag_goes_to_metadata_props_from_ir_10():
     model = export(SeparableBlock(), torch.randn(1, 8, 16, 16), dynamo=True)
     assert model.ir_version >= 10
-    repaired, _ = rewrite(mangle.dense_depthwise(model), RULES)
+    repaired, _ = rewrite(dense_depthwise(model), RULES)
     tags = [p.value for n in repaired.graph.node for p in n.metadata_props if p.key == RULE_TAG]
     assert tags == ["SEP001 dense-depthwise"]
 
 
 def test_metadata_doc_strings_and_names_are_preserved():
-    model = mangle.dense_depthwise(builders.mobilenet_like())
+    model = dense_depthwise(builders.mobilenet_like())
     model.doc_string = "model doc"
     model.producer_name, model.producer_version = "exporter", "9.9"
     onnx.helper.set_model_props(model, {"author": "me", "license": "MIT"})
@@ -110,7 +54,7 @@ def test_metadata_doc_strings_and_names_are_preserved():
 
 def test_shared_weight_is_cloned_not_edited():
     """Two convs read one dense block-diagonal weight; one is excluded from the fix: it keeps it."""
-    model = mangle.dense_depthwise(builders.separable_block())
+    model = dense_depthwise(builders.separable_block())
     dw = next(n for n in model.graph.node if n.op_type == "Conv")
     twin = onnx.helper.make_node("Conv", [dw.input[0], dw.input[1]], ["twin_out"], name="twin", group=1)
     model.graph.node.append(twin)
@@ -124,7 +68,7 @@ def test_shared_weight_is_cloned_not_edited():
 
 
 def test_fix_inside_if_subgraph():
-    model = mangle.dense_depthwise(builders.separable_block())
+    model = dense_depthwise(builders.separable_block())
     wrapped = builders.in_if_branch(model)
     [finding] = [f for f in sepfix.check(wrapped)]
     assert finding.graph == "main/branch.then_branch"
@@ -133,22 +77,6 @@ def test_fix_inside_if_subgraph():
     x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
     feeds = {"flag": np.array(True), "input": x}
     np.testing.assert_allclose(run_model(repaired, feeds)[0], run_model(wrapped, feeds)[0], rtol=1e-5, atol=1e-6)
-
-
-def test_dense_depthwise_conv_transpose_from_torch():
-    """A depthwise ConvTranspose2d (groups == C, multiplier 2) stored dense: found and repaired."""
-    from tests.torch_models import DepthwiseTransposed
-
-    clean = export(DepthwiseTransposed(), torch.randn(1, 8, 8, 8))
-    mangled = mangle.dense_depthwise(clean)
-    [finding] = sepfix.check(mangled)
-    assert finding.code == "SEP001" and finding.details["depth_multiplier"] == 2
-    repaired, fixes = rewrite(mangled, RULES)
-    assert len(fixes) == 1 and sepfix.check(repaired) == []
-    conv_t = next(n for n in repaired.graph.node if n.op_type == "ConvTranspose")
-    assert next(a.i for a in conv_t.attribute if a.name == "group") == 8
-    for a, b in zip(run_model(repaired), run_model(clean)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_fix_inside_model_local_function():

@@ -15,11 +15,13 @@ from onnx import numpy_helper
 
 from sepfix import cli
 from sepfix.cli import main
-from sepfix.testing import builders, mangle
+from sepfix.testing import builders
 from sepfix.validate import providers
 from sepfix.validate.bench import latency
 from sepfix.validate.command import model_blocks, run_validate, validate_command
 from sepfix import model_io
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
+from tests.rules.test_sep002_group_mismatch import group_attribute
 
 from tests.conftest import SHARED, require_shared
 
@@ -161,7 +163,7 @@ def test_reference_with_perturbed_weight_fails(tmp_path, capsys):
 def test_reference_that_onnxruntime_rejects_is_proven_by_numpy(tmp_path, capsys):
     model = builders.mobilenet_like()
     original, repaired = tmp_path / "sep002.onnx", tmp_path / "repaired.onnx"
-    onnx.save(mangle.group_attribute(model, -3), original)
+    onnx.save(group_attribute(model, -3), original)
     onnx.save(model, repaired)
     code, doc, _ = run_json(["validate", str(repaired), "--reference", str(original), "--provider", "cpu",
                              "--bench", "2"], capsys)
@@ -171,7 +173,7 @@ def test_reference_that_onnxruntime_rejects_is_proven_by_numpy(tmp_path, capsys)
 
 def test_model_onnxruntime_cannot_run_fails(tmp_path, capsys):
     path = tmp_path / "bad.onnx"
-    onnx.save(mangle.group_attribute(builders.mobilenet_like(), -3), path)
+    onnx.save(group_attribute(builders.mobilenet_like(), -3), path)
     code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
     assert code == 1 and doc["verdict"] == "failed" and not doc["numeric"]["passed"]
     # An invalid model is said to be invalid, once, with why: not "numbers differ".
@@ -294,7 +296,7 @@ def test_engine_info_for_another_model_is_refused(clean, capsys):
 def test_bench_gives_median_and_p90_for_both_models(tmp_path, capsys):
     model = builders.mobilenet_like()
     original, repaired = tmp_path / "original.onnx", tmp_path / "repaired.onnx"
-    onnx.save(mangle.dense_depthwise(model), original)
+    onnx.save(dense_depthwise(model), original)
     onnx.save(model, repaired)
     code, doc, _ = run_json(["validate", str(repaired), "--reference", str(original), "--bench", "5"], capsys)
     assert code == 0

@@ -12,16 +12,21 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-def export(module, example, dynamo: bool = False, opset: int = 13) -> onnx.ModelProto:
-    """torch.onnx.export to memory; the legacy exporter unless `dynamo`."""
+def export(module, example, dynamo: bool = False, opset: int = 13, dynamic: dict[int, str] | None = None) -> onnx.ModelProto:
+    """torch.onnx.export to memory; the legacy exporter unless `dynamo`.
+
+    `dynamic` makes input dimensions symbolic (legacy exporter): {0: "n"} is
+    `input_names=["x"], dynamic_axes={"x": {0: "n"}}`."""
     module = module.eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
+            assert dynamic is None, "symbolic dims are exported with the legacy exporter here"
             program = torch.onnx.export(module, (example,), dynamo=True, opset_version=max(opset, 18))
             return program.model_proto
-        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset)
+        names = {"input_names": ["x"], "dynamic_axes": {"x": dict(dynamic)}} if dynamic else {}
+        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, **names)
     return onnx.load_from_string(buffer.getvalue())
 
 

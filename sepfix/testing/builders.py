@@ -2,8 +2,9 @@
 
 Clean means "what a careful exporter writes": depthwise convs keep group == C and a
 (C*M, 1, k, k) weight, pointwise convs are real 1x1 convs, every weight is a plain initializer.
-The mangles in `sepfix.testing.mangle` damage these models the way real exporters did; the
-negative controls here are valid models that look suspicious but that no rule may flag.
+The manglers of `tests/rules/` (built on `sepfix.testing.mangle`) damage these models the way
+real exporters did; the negative controls here are valid models that look suspicious but that
+no rule may flag.
 
 All models use opset 13 (17 for `convnext_linear`, which needs LayerNormalization) and
 IR version 8 so that onnxruntime loads them; weights come from a seeded numpy generator so
@@ -19,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sepfix.names import NameSource
+
 IR_VERSION = 8
 OPSET = 13
 ACTIVATIONS = ("relu", "relu6", "hardswish", "swish")
@@ -31,15 +34,7 @@ class _GraphBuilder:
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self._used_names: set[str] = set()
-
-    def unique(self, base: str) -> str:
-        name, suffix = base, 1
-        while name in self._used_names:
-            name = f"{base}_{suffix}"
-            suffix += 1
-        self._used_names.add(name)
-        return name
+        self.unique = NameSource()  # unique("x") -> "x", then "x_1", "x_2" ...
 
     def constant(self, base: str, array: np.ndarray) -> str:
         name = self.unique(base)

@@ -32,7 +32,11 @@ import sepfix
 from sepfix import model_io
 from sepfix.checker import check_loaded
 from sepfix.rules import select_rules
-from sepfix.testing import builders, mangle
+from collections.abc import Sequence
+
+from sepfix.testing import builders
+from sepfix.testing.mangle import TO_NCHW as _TO_NCHW, TO_NHWC as _TO_NHWC, Editor, is_block_conv
+from tests.rules import support
 from tests.conftest import run_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +45,35 @@ TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 RNG = np.random.default_rng(7)
 
 # -- manglers ------------------------------------------------------------------------------------
+
+def _nhwc_round_trip(editor: Editor, base: str, source: str, target: str, where: str) -> list[onnx.NodeProto]:
+    """Transpose(0,2,3,1) then Transpose(0,3,1,2): an NHWC detour that changes nothing."""
+    nhwc = editor.node("Transpose", [source], [editor.fresh(base, f"{where}_nhwc")], base, f"{where}_to_nhwc",
+                       perm=_TO_NHWC)
+    nchw = editor.node("Transpose", [nhwc.output[0]], [target], base, f"{where}_to_nchw", perm=_TO_NCHW)
+    return [nhwc, nchw]
+
+
+def layout_sandwich(model: onnx.ModelProto, nodes: Sequence[str] | None = None) -> onnx.ModelProto:
+    """SEP007: wrap each depthwise and pointwise conv in NHWC round trips, as tf2onnx did.
+
+    Before the conv: Transpose(0,2,3,1) → Transpose(0,3,1,2); after it the same pair. Each pair
+    is an inverse pair that cancels, so the function is unchanged (bit for bit).
+    """
+    editor = Editor(model, "SEP007")
+    replacements: dict[int, list[onnx.NodeProto]] = {}
+    for conv in editor.select(nodes, is_block_conv, "depthwise or pointwise"):
+        node, base = conv.node, conv.base_name
+        before_output = editor.fresh(base, "before_nchw")
+        before = _nhwc_round_trip(editor, base, node.input[0], before_output, "before")
+        conv_output = node.output[0]
+        node.input[0] = before[-1].output[0]
+        node.output[0] = editor.fresh(base, "conv_out")
+        after = _nhwc_round_trip(editor, base, node.output[0], conv_output, "after")
+        replacements[conv.index] = [*before, node, *after]
+    return editor.rebuild(replacements)
+
+
 
 NHWC_OPS = frozenset({"Relu", "Clip", "Add", "Mul", "Sigmoid", "HardSwish"})
 
@@ -107,12 +140,12 @@ def nhwc_between_convs(model: onnx.ModelProto) -> onnx.ModelProto:
     return mangled
 
 
-MANGLES = {"sandwich": mangle.layout_sandwich, "nhwc": nhwc_between_convs}
+MANGLES = {"sandwich": layout_sandwich, "nhwc": nhwc_between_convs}
 
 
 def _sample_layout_sandwich() -> onnx.ModelProto:
     """SEP007: NHWC Transpose round trips (inverse pairs) before and after every DW/PW conv."""
-    return mangle.layout_sandwich(builders.mobilenet_like(channels=(8, 16), spatial=16))
+    return layout_sandwich(builders.mobilenet_like(channels=(8, 16), spatial=16))
 
 
 SAMPLES = {"sep007_layout_sandwich": _sample_layout_sandwich}
@@ -130,12 +163,14 @@ def sep007(model) -> list:
     return [f for f in sepfix.check(model, advice=True) if f.code == "SEP007"]
 
 
-def repaired(model: onnx.ModelProto) -> onnx.ModelProto:
-    """sepfix.repair with its proof, which must pass; the result must check clean."""
-    result, report = sepfix.repair(model)
-    assert report.fixes and {f.code for f in report.fixes} == {"SEP007"}
+def repaired(model: onnx.ModelProto, select=None) -> onnx.ModelProto:
+    """sepfix.repair with its proof, which must pass; the result must check clean (with
+    `select`, clean of those rules)."""
+    result, report = sepfix.repair(model, select=select)
+    # SEP011 folds the zero Pads the moved Transposes now put right in front of convs
+    assert report.fixes and "SEP007" in {f.code for f in report.fixes} <= {"SEP007", "SEP011"}
     assert report.validation is not None and report.validation.passed, report.validation
-    assert sepfix.check(result) == [] and sep007(result) == []
+    assert sepfix.check(result, select=select) == [] and sep007(result) == []
     return result
 
 
@@ -291,8 +326,8 @@ def _boundary_transposes(fixed: onnx.ModelProto) -> None:
 ])
 def test_real_mobilenetv3_small(name, regions, inside, reshapes_removed, blocks_before):
     mangled = _real(name)
-    findings = sepfix.check(mangled, advice=True)
-    assert {f.code for f in findings} == {"SEP007"} and len(findings) == regions
+    findings = sep007(mangled)  # (kinit's NHWC zero Pads are SEP011's)
+    assert len(findings) == regions
     assert sum(f.details["interior_transposes"] for f in findings) == inside
     assert sum(f.details["interior_reshapes"] for f in findings) == reshapes_removed
     assert all(f.fixable and f.details["left_after_repair"] == 0 for f in findings)
@@ -304,14 +339,16 @@ def test_real_mobilenetv3_small(name, regions, inside, reshapes_removed, blocks_
     assert len(blocks(mangled)) == blocks_before
 
     fixed, report = sepfix.repair(mangled)
-    assert report.validation.passed and len(report.fixes) == regions
+    assert report.validation.passed and len([f for f in report.fixes if f.code == "SEP007"]) == regions
     assert max(o.max_abs for o in report.validation.outputs) <= 1e-5
     assert sepfix.check(fixed, advice=True) == []
     _boundary_transposes(fixed)
     assert ops(fixed)["Transpose"] == 2 and ops(mangled)["Transpose"] == inside + 1
     assert ops(mangled)["Reshape"] - ops(fixed)["Reshape"] == reshapes_removed
-    assert {k: v for k, v in ops(fixed).items() if k not in ("Transpose", "Reshape")} == {
-        k: v for k, v in ops(mangled).items() if k not in ("Transpose", "Reshape")}
+    moved = ("Transpose", "Reshape", "Pad")  # the zero Pads fold into their convs (SEP011)
+    assert {k: v for k, v in ops(fixed).items() if k not in moved} == {
+        k: v for k, v in ops(mangled).items() if k not in moved}
+    assert ops(fixed)["Pad"] == 0
     found = blocks(fixed)
     assert len(found) == 11 and all(b.kernel in ((3, 3), (5, 5)) for b in found)
     assert_same(mangled, fixed, atol=1e-5)
@@ -413,7 +450,7 @@ def test_hard_swish_fan_out_squeeze_excite_and_pad():
     mangled = island(middle, [*inits, w_se], out_shape=[1, 8, 8, 8])
     [finding] = sep007(mangled)
     assert (finding.details["interior_transposes"], finding.details["entering"], finding.details["leaving"]) == (4, 2, 2)
-    fixed = repaired(mangled)
+    fixed = repaired(mangled, select=["SEP007"])  # (the Pad, now in front of the conv, is SEP011's)
     assert ops(fixed)["Transpose"] == 0
     nodes = {n.name: n for n in fixed.graph.node}
     assert helper.get_attribute_value(nodes["se_pool"].attribute[0]) == [2, 3]
@@ -466,7 +503,7 @@ def test_pads_as_attribute_and_with_axes(opset):
         pad = helper.make_node("Pad", ["t", "pads", "", "axes"], ["u"], name="pad")
         inits = [("pads", np.array([2, 1, 0, 3], np.int64)), ("axes", np.array([1, 2], np.int64))]
     mangled = island([pad], inits, opset=opset, out_shape=[1, 8, 8, 10])
-    fixed = repaired(mangled)
+    fixed = repaired(mangled, select=["SEP007"])
     assert ops(fixed)["Transpose"] == 0
     [node] = [n for n in fixed.graph.node if n.name == "pad"]
     if opset == 10:
@@ -585,3 +622,39 @@ def test_reduce_without_keepdims_ends_the_region():
              helper.make_node("Relu", ["v"], ["y"], name="relu")]
     flat = model(nodes, [("x", [1, 4, 3, 3])], [("y", [1, 4])], [w])
     assert sep007(flat) == [] and sepfix.check(flat) == []
+
+
+# -- the mangler ---------------------------------------------------------------------------------
+
+
+def test_layout_sandwich(clean):
+    depthwise, pointwise = support.convs_by_kind(clean)
+    mangled = layout_sandwich(clean)
+    assert support.ops(mangled)["Transpose"] == support.ops(clean)["Transpose"] + 4 * len(depthwise + pointwise)
+    assert support.ops(mangled)["Conv"] == support.ops(clean)["Conv"]
+    producers = support.producers(mangled)
+    for name in depthwise + pointwise:
+        node = support.node(mangled, name)
+        to_nchw = producers[node.input[0]]
+        to_nhwc = producers[to_nchw.input[0]]
+        assert (support.attrs(to_nhwc)["perm"], support.attrs(to_nchw)["perm"]) == ([0, 2, 3, 1], [0, 3, 1, 2])
+        (after_nhwc,) = support.consumers(mangled, node.output[0])
+        (after_nchw,) = support.consumers(mangled, after_nhwc.output[0])
+        assert (support.attrs(after_nhwc)["perm"], support.attrs(after_nchw)["perm"]) == ([0, 2, 3, 1], [0, 3, 1, 2])
+        assert after_nchw.output[0] == support.node(clean, name).output[0], "downstream still reads the old name"
+    support.assert_valid_and_named(clean, mangled)
+    support.assert_same_function(clean, mangled)
+
+
+# -- the rule ------------------------------------------------------------------------------------
+
+
+def test_convnext_layout_transposes_are_silent():
+    """One NHWC Transpose into a LayerNorm and one back after the Linear layers: no inverse pair
+    around a conv, nothing to cancel."""
+    assert sepfix.check(builders.convnext_linear()) == []
+
+
+def test_one_finding_per_inverse_pair():
+    findings = sepfix.check(layout_sandwich(builders.separable_block()))
+    assert {f.code for f in findings} == {"SEP007"} and len(findings) == 4

@@ -220,6 +220,8 @@ def space_to_batch_nchw(model: onnx.ModelProto) -> onnx.ModelProto:
     return space_to_batch(model, "nchw")
 
 
+# Only the torch-dynamo source has a stride-1 dilated depthwise conv (tests/conftest.py).
+space_to_batch.sources = space_to_batch_nchw.sources = ("torch-dynamo",)
 MANGLES = {"nhwc": space_to_batch, "nchw": space_to_batch_nchw}
 
 
