@@ -528,8 +528,9 @@ def settings_for(path: str | os.PathLike, config: Config, cli: CommandLine) -> F
         if any(token_matches(code, name, token) for token in config.levels):
             configured.append(code)
         named = code in exact or name in exact
-        if level == "info" and not advice and not named:
-            continue  # info-level rules run only with --advice (or when selected by code)
+        if rule.is_advice and not advice and not named:
+            continue  # advice rules run only with --advice (or when selected by code); a rule's
+            # info findings are filtered by `shows`, since one occurrence may be a warning
         codes.append(code)
         levels[code] = level
         if named:

@@ -22,7 +22,9 @@ from sepfix import model_io
 from sepfix.checker import check_loaded
 from sepfix.cli import main as run_cli
 from sepfix.rules import select_rules
-from sepfix.testing import mangle
+from tests.rules.test_sep001_dense_depthwise import dense_depthwise
+from tests.rules.test_sep002_group_mismatch import group_attribute
+from tests.rules.test_sep006_matmul_pointwise import matmul_pointwise
 
 REAL = Path(__file__).resolve().parent / "data" / "real"
 
@@ -116,7 +118,7 @@ REPAIRED = {
     # tf2onnx's transpose optimizer gave up: after repair only the two boundary Transposes remain
     "tf/k2_mobilenetv3small_kinit.onnx": 11,
     "tf/tflite_mobilenetv3small_op15.onnx": 11,
-    "tf/tflite_dilated_dw.onnx": 0,  # one dilated depthwise Conv; its BN is left as Mul/Add
+    "tf/tflite_dilated_dw.onnx": 1,  # one dilated depthwise Conv, then its BN as Mul/Add, then the pointwise conv
     "tf-dilation/tflite_dw4_crop.onnx": 1,
     "tf-dilation/tflite_atrous_dense.onnx": 0,
     "tf/k2_pad_dw_s2.onnx": 2,
@@ -160,12 +162,12 @@ def _assert_repairs(path: Path, tmp_path: Path, blocks: int) -> None:
 # Real exports mangled the way converters do (dropped groups on a dynamic batch, pointwise convs
 # as MatMuls on a dynamic batch): every mangle found, every repair proven.
 MANGLED = {
-    "shufflenet_dropped_groups": ("torch/tv_shufflenet_v2_dynbatch.onnx", lambda m: mangle.group_attribute(m, None), "SEP002"),
-    "shufflenet_group_1": ("torch/tv_shufflenet_v2_dynbatch.onnx", lambda m: mangle.group_attribute(m, 1), "SEP002"),
-    "mobilenet_v2_matmul_pointwise": ("torch/tv_mobilenet_v2_dynbatch.onnx", mangle.matmul_pointwise, "SEP006"),
-    "efficientnet_matmul_pointwise": ("torch/tv_efficientnet_b0_dynbatch.onnx", mangle.matmul_pointwise, "SEP006"),
-    "mobilenet_v3_matmul_pointwise": ("torch/tv_mobilenet_v3_small_dynbatch.onnx", mangle.matmul_pointwise, "SEP006"),
-    "mnasnet_dense_depthwise": ("torch/tv_mnasnet_a010_dynbatch.onnx", mangle.dense_depthwise, "SEP001"),
+    "shufflenet_dropped_groups": ("torch/tv_shufflenet_v2_dynbatch.onnx", lambda m: group_attribute(m, None), "SEP002"),
+    "shufflenet_group_1": ("torch/tv_shufflenet_v2_dynbatch.onnx", lambda m: group_attribute(m, 1), "SEP002"),
+    "mobilenet_v2_matmul_pointwise": ("torch/tv_mobilenet_v2_dynbatch.onnx", matmul_pointwise, "SEP006"),
+    "efficientnet_matmul_pointwise": ("torch/tv_efficientnet_b0_dynbatch.onnx", matmul_pointwise, "SEP006"),
+    "mobilenet_v3_matmul_pointwise": ("torch/tv_mobilenet_v3_small_dynbatch.onnx", matmul_pointwise, "SEP006"),
+    "mnasnet_dense_depthwise": ("torch/tv_mnasnet_a010_dynbatch.onnx", dense_depthwise, "SEP001"),
 }
 
 

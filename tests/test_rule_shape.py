@@ -69,7 +69,7 @@ def test_no_validate_applies_only_the_safe_fix_and_says_so(two_findings, tmp_pat
     assert held and all("--unsafe-fixes" in line for line in held), text
     assert {f.code for f in sepfix.check(str(out))} == {validated}, "only the safe fix was applied"
 
-    code, text, _ = run(["repair", path, "-o", out, "--no-validate", "--format", "json"], capsys)
+    code, text, _ = run(["repair", path, "-o", out, "--no-validate", "--format", "json", "--force"], capsys)
     report = json.loads(text)
     assert {f["code"] for f in report["fixes"]} == {safe}
     assert {f["code"] for f in report["held_back"]} == {validated}
@@ -154,6 +154,8 @@ def test_json_details_are_plain_data_without_internal_positions(tmp_path, capsys
     clean = builders.mobilenet_like()
     for module in rule_test_modules():
         for variant, mangler in module.MANGLES.items():
+            if hasattr(mangler, "sources"):  # needs what the helper model lacks: its sample covers it
+                continue
             path = tmp_path / f"{rule_code(module)}_{variant}.onnx"
             onnx.save(mangler(clean), path)
             paths.append(path)

@@ -199,7 +199,7 @@ def test_model_onnxruntime_refuses_to_load_is_invalid(tmp_path, capsys):
 
 def test_mangled_model_reports_its_findings_not_a_bare_pass(tmp_path, capsys):
     path = tmp_path / "sep001.onnx"
-    onnx.save(mangle.dense_depthwise(builders.mobilenet_like()), path)
+    onnx.save(dense_depthwise(builders.mobilenet_like()), path)
     code, doc, _ = run_json(["validate", str(path), "--provider", "cpu"], capsys)
     assert code == 1 and doc["numeric"]["passed"] and doc["verdict"] == "numeric-only"
     assert doc["check"] == {"count": 3, "codes": {"SEP001": 3}, "fixable": 3, "invalid": [],
