@@ -528,9 +528,10 @@ def settings_for(path: str | os.PathLike, config: Config, cli: CommandLine) -> F
         if any(token_matches(code, name, token) for token in config.levels):
             configured.append(code)
         named = code in exact or name in exact
-        if rule.is_advice and not advice and not named:
-            continue  # advice rules run only with --advice (or when selected by code); a rule's
-            # info findings are filtered by `shows`, since one occurrence may be a warning
+        if rule.is_advice and level == "info" and not advice and not named:
+            continue  # advice rules run only with --advice (or when selected by code, or raised
+            # to a higher level); a rule's info findings are filtered by `shows`, since one
+            # occurrence may be a warning
         codes.append(code)
         levels[code] = level
         if named:
