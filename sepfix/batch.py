@@ -52,6 +52,8 @@ def _size_with_data(path: str) -> int:
     from sepfix.model_io import referenced_data_files
 
     total = os.path.getsize(path)
+    if total > RESTORABLE_LIMIT:
+        return total  # over the limit already: no need to scan the file for its data files
     for data in referenced_data_files(path) or ():
         try:
             total += data.stat().st_size
