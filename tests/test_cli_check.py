@@ -131,11 +131,12 @@ def test_samples_reported_with_the_right_code(capsys):
     """Every mangled sample is reported with its rule's code; clean and negatives are silent."""
     samples = sorted(SAMPLES.glob("*.onnx"))
     assert len(samples) >= 18
-    code, out, _ = run(["check", "--format", "json", *map(str, samples)], capsys)
+    # --advice: SEP008's sample (a bias Add ONNX Runtime folds) is an info-level finding
+    code, out, _ = run(["check", "--advice", "--format", "json", *map(str, samples)], capsys)
     assert code == 1
     for model in json.loads(out)["models"]:
         name = Path(model["path"]).name
-        codes = {f["code"] for f in model["findings"]}
+        codes = {f["code"] for f in model["findings"] if not f["code"].startswith("ADV")}
         if name.startswith("sep0"):
             assert codes == {name[:6].upper()}, name
         else:
