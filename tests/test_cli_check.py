@@ -133,11 +133,13 @@ def test_samples_reported_with_the_right_code(capsys):
     """Every mangled sample is reported with its rule's code; clean and negatives are silent."""
     samples = sorted(SAMPLES.glob("*.onnx"))
     assert len(samples) >= 18
+    # the default check: every sample carries a finding that fails it (SEP011's sample besides
+    # has an info-level layout Transpose at its channels-last input, SEP007's with --advice)
     code, out, _ = run(["check", "--format", "json", *map(str, samples)], capsys)
     assert code == 1
     for model in json.loads(out)["models"]:
         name = Path(model["path"]).name
-        codes = {f["code"] for f in model["findings"]}
+        codes = {f["code"] for f in model["findings"] if not f["code"].startswith("ADV")}
         if name.startswith("sep0"):
             assert codes == {name[:6].upper()}, name
         else:
