@@ -73,13 +73,13 @@ def assert_handled(model, tmp_path) -> None:
 
 
 def test_initializer_without_a_data_type(tmp_path):
-    model = _sample("sep008_detached_bias")
+    model = _sample("clean_mobilenet")
     next(t for t in model.graph.initializer if t.name == "block0_dw_bn_var").data_type = TensorProto.UNDEFINED
     assert_refused(model, tmp_path, "no data type")
 
 
 def test_string_initializer_with_raw_data(tmp_path):
-    model = _sample("sep008_detached_bias")
+    model = _sample("clean_mobilenet")
     next(t for t in model.graph.initializer if t.name == "block0_dw_conv_weight").data_type = TensorProto.STRING
     assert_refused(model, tmp_path, "STRING but has raw")
 

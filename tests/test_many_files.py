@@ -114,7 +114,8 @@ def test_repair_exit_code_is_the_worst_over_models(folder, capsys):
     assert code == 2 and "broken.onnx" in err
     assert f"FAILED: {folder / 'sep005.onnx'}: 2 fixes; validation refused it: nothing written" in out
     assert out.strip().splitlines()[-1].startswith("FAILED: 5 models:")
-    assert "1 refused by validation" in out and "1 unreadable" in out
+    # sep005 and sub/sep008 (a folded affine moves the last bits) are refused at rtol=atol=0
+    assert "2 refused by validation" in out and "1 unreadable" in out
     assert sepfix.check(str(folder / "sep001.onnx")) == []  # the others were repaired
     (folder / "broken.onnx").unlink()
     code, _, _ = run(["repair", "--in-place", "--rtol", "0", "--atol", "0", folder], capsys)
@@ -151,9 +152,9 @@ def test_repair_output_takes_exactly_one_model(folder, tmp_path, capsys):
 
 def test_validate_takes_several_models(folder, capsys):
     code, out, err = run(["validate", folder / "clean.onnx", folder / "sub"], capsys)
-    assert code == 0, err
+    assert code == 1, err  # sub/sep008.onnx has findings that fail a check: validate says so
     assert f"{folder / 'clean.onnx'}: against" in out and f"{folder / 'sub' / 'sep008.onnx'}: against" in out
-    assert out.strip().splitlines()[-1].startswith("PASSED: 2 models: 2 passed, 0 failed")
+    assert out.strip().splitlines()[-1].startswith("FAILED: 2 models: 1 passed, 1 failed")
     code, _, err = run(["validate", folder / "clean.onnx", folder / "sep001.onnx", "--reference",
                         folder / "clean.onnx"], capsys)
     assert code == 2 and "--reference" in err
