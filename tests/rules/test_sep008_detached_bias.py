@@ -64,7 +64,7 @@ def _block_convs(graph: onnx.GraphProto, values: dict) -> list[onnx.NodeProto]:
     return found
 
 
-def _affine(model: onnx.ModelProto, style: str, seed: int = 0) -> onnx.ModelProto:
+def _affine(model: onnx.ModelProto, style: str, nodes=None, seed: int = 0) -> onnx.ModelProto:
     """Move part of each depthwise/pointwise conv's arithmetic into ops after it, so that the
     model computes the same (up to float rounding):
 
@@ -73,6 +73,8 @@ def _affine(model: onnx.ModelProto, style: str, seed: int = 0) -> onnx.ModelProt
     - "learnable_affine": Conv(x, W/g, (b-h)/g) -> Identity -> Mul(g (1,), .) -> Identity ->
       Add(h (1,)) (paddle2onnx's LearnableAffineBlock, constant first; warning)
     - "sub_div": Conv(x, W*d, (b+c)*d) -> Div(d (1,C,1,1)) -> Sub(c (1,C,1,1)) (warning)
+
+    `nodes` limits it to the convs of those names.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -93,7 +95,7 @@ def _affine(model: onnx.ModelProto, style: str, seed: int = 0) -> onnx.ModelProt
         graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
         return name
 
-    convs = _block_convs(graph, values)
+    convs = [c for c in _block_convs(graph, values) if nodes is None or c.name in nodes]
     if not convs:
         raise ValueError("no depthwise or pointwise conv with a constant weight and bias")
     after: dict[int, list[onnx.NodeProto]] = {}
@@ -169,20 +171,20 @@ def _drop_unused(graph: onnx.GraphProto, dropped: set[str]) -> None:
     graph.initializer.extend(keep)
 
 
-def detached_bias(model):
-    return _affine(model, "detached")
+def detached_bias(model, nodes=None):
+    return _affine(model, "detached", nodes)
 
 
-def unfolded_bn(model):
-    return _affine(model, "unfolded_bn")
+def unfolded_bn(model, nodes=None):
+    return _affine(model, "unfolded_bn", nodes)
 
 
-def learnable_affine(model):
-    return _affine(model, "learnable_affine")
+def learnable_affine(model, nodes=None):
+    return _affine(model, "learnable_affine", nodes)
 
 
-def sub_div(model):
-    return _affine(model, "sub_div")
+def sub_div(model, nodes=None):
+    return _affine(model, "sub_div", nodes)
 
 
 # The round trip (tests/rules/test_round_trip.py) must look with advice=True: the first two are
@@ -458,6 +460,14 @@ def test_conv_read_elsewhere_is_not_folded():
     model = _one_conv([("Add", PER_CHANNEL, False)])
     model.graph.output.append(helper.make_tensor_value_info("t0", TensorProto.FLOAT, None))
     assert sep008(model) == []
+
+
+def test_manglers_take_node_names_and_need_a_bias():
+    model = learnable_affine(builders.separable_block(), nodes=["pw_conv"])
+    [finding] = sepfix.check(model)
+    assert finding.node == "pw_conv" and finding.severity == "warning"
+    with pytest.raises(ValueError, match="no depthwise or pointwise"):
+        detached_bias(builders.separable_block(bias=False))
 
 
 def test_sample_fails_the_default_check():
