@@ -120,8 +120,6 @@ def test_every_real_model_is_listed():
 
 # file: blocks after repair (the proof holds, nothing a re-check would fail on is left)
 REPAIRED = {
-    # exported without rep(): PPLCNetV3's multi-branch convs (SEP013)
-    "paddle/ppocrv4_det_trainform_p2o2.onnx": (0, {'ADV001': 2, 'SEP008': 26, 'SEP013': 28}, 1),
     "paddle/ppocrv4_det_p2o2.onnx": 14,  # dynamic H/W: the proof finds 224x224 by itself
     "paddle/ppocrv4_rec_p2o2.onnx": 14,  # height 48
     "paddle/ppocr_cls_p2o2.onnx": 11,

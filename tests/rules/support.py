@@ -123,3 +123,23 @@ def assert_named(clean: onnx.ModelProto, mangled: onnx.ModelProto) -> None:
 def assert_valid_and_named(clean: onnx.ModelProto, mangled: onnx.ModelProto) -> None:
     onnx.checker.check_model(mangled, full_check=True)
     assert_named(clean, mangled)
+
+
+def constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Constant tensors by name: initializers, Constant nodes, and Identity nodes of either
+    (torch.onnx writes those for deduplicated constants)."""
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+    return values
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+

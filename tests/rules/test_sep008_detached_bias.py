@@ -24,31 +24,13 @@ from sepfix.checker import check_loaded
 from sepfix.rules import select_rules
 from sepfix.testing import builders
 from tests.conftest import run_model
+from tests.rules import support
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "tests" / "data" / "real"
 
 
 # -- manglers ------------------------------------------------------------------------------------
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Constant tensors by name: initializers, Constant nodes, and Identity nodes of either
-    (torch.onnx writes those for deduplicated constants)."""
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type == "Identity" and node.input[0] in values:
-            values[node.output[0]] = values[node.input[0]]
-    return values
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _block_convs(graph: onnx.GraphProto, values: dict) -> list[onnx.NodeProto]:
@@ -58,7 +40,7 @@ def _block_convs(graph: onnx.GraphProto, values: dict) -> list[onnx.NodeProto]:
         if node.op_type != "Conv" or len(node.input) < 3 or node.input[1] not in values or node.input[2] not in values:
             continue
         shape = values[node.input[1]].shape
-        group = _attr(node, "group", 1)
+        group = support.attr(node, "group", 1)
         if (group > 1 and shape[1] == 1) or (group == 1 and all(k == 1 for k in shape[2:])):
             found.append(node)
     return found
@@ -80,7 +62,7 @@ def _affine(model: onnx.ModelProto, style: str, nodes=None, seed: int = 0) -> on
     out.CopyFrom(model)
     graph = out.graph
     rng = np.random.default_rng(seed)
-    values = _constants(graph)
+    values = support.constants(graph)
     used = {n.name for n in graph.node} | {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
 
     def fresh(base: str) -> str:

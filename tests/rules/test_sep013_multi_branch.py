@@ -24,31 +24,13 @@ from sepfix.checker import check_loaded
 from sepfix.rules import select_rules
 from sepfix.testing import builders
 from tests.conftest import run_model
+from tests.rules import support
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "tests" / "data" / "real"
 
 
 # -- the mangler ---------------------------------------------------------------------------------
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Constant tensors by name: initializers, Constant nodes, and Identity nodes of either
-    (torch.onnx writes those for deduplicated constants)."""
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type == "Identity" and node.input[0] in values:
-            values[node.output[0]] = values[node.input[0]]
-    return values
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def multi_branch(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
@@ -64,7 +46,7 @@ def multi_branch(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     out.CopyFrom(model)
     graph = out.graph
     rng = np.random.default_rng(seed)
-    values = _constants(graph)
+    values = support.constants(graph)
     used = {n.name for n in graph.node} | {t.name for t in graph.initializer} | \
         {o for n in graph.node for o in n.output} | {v.name for v in graph.input}
 
@@ -89,16 +71,16 @@ def multi_branch(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
                                                                       and node.input[2] not in values):
             continue
         weight = values[node.input[1]].astype(np.float64)
-        group = _attr(node, "group", 1)
+        group = support.attr(node, "group", 1)
         kernel = weight.shape[2:]
         if group <= 1 or weight.shape[1] != 1 or any(k % 2 == 0 or k == 1 for k in kernel):
             continue
         spatial = len(kernel)
         channels = weight.shape[0]
         multiplier = channels // group
-        strides = list(_attr(node, "strides", [1] * spatial))
-        dilations = list(_attr(node, "dilations", [1] * spatial))
-        pads = list(_attr(node, "pads", [0] * 2 * spatial))
+        strides = list(support.attr(node, "strides", [1] * spatial))
+        dilations = list(support.attr(node, "dilations", [1] * spatial))
+        pads = list(support.attr(node, "pads", [0] * 2 * spatial))
         bias = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else np.zeros(channels)
         base = node.name or f"conv{count}"
         count += 1
@@ -188,7 +170,7 @@ def ops(model: onnx.ModelProto) -> Counter:
 
 
 def grouped_convs(model: onnx.ModelProto) -> int:
-    return sum(1 for n in model.graph.node if n.op_type == "Conv" and _attr(n, "group", 1) > 1)
+    return sum(1 for n in model.graph.node if n.op_type == "Conv" and support.attr(n, "group", 1) > 1)
 
 
 def blocks(model: onnx.ModelProto) -> int:
@@ -265,7 +247,7 @@ def test_round_trip_on_every_clean_source(clean_models, source):
 def _depthwise_then_bn(model: onnx.ModelProto) -> int:
     readers = Counter(i for n in model.graph.node for i in n.input)
     first = {n.input[0]: n for n in model.graph.node if n.op_type == "BatchNormalization"}
-    return sum(1 for n in model.graph.node if n.op_type == "Conv" and _attr(n, "group", 1) > 1
+    return sum(1 for n in model.graph.node if n.op_type == "Conv" and support.attr(n, "group", 1) > 1
                and readers[n.output[0]] == 1 and n.output[0] in first)
 
 
@@ -319,12 +301,12 @@ def test_repvit_merged_kernel_is_timms_fuse():
     repaired = repaired_and_proven(train, select=["SEP013"])
     weights = {t.name: numpy_helper.to_array(t) for t in repaired.graph.initializer}
     expected = {t.name: numpy_helper.to_array(t) for t in reparam.graph.initializer}
-    first = next(n for n in repaired.graph.node if n.op_type == "Conv" and _attr(n, "group", 1) > 1)
-    timm_first = next(n for n in reparam.graph.node if n.op_type == "Conv" and _attr(n, "group", 1) > 1)
+    first = next(n for n in repaired.graph.node if n.op_type == "Conv" and support.attr(n, "group", 1) > 1)
+    timm_first = next(n for n in reparam.graph.node if n.op_type == "Conv" and support.attr(n, "group", 1) > 1)
     assert first.name.endswith("_reparam")
     np.testing.assert_allclose(weights[first.input[1]], expected[timm_first.input[1]], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(weights[first.input[2]], expected[timm_first.input[2]], rtol=1e-5, atol=1e-6)
-    assert _attr(first, "pads") == [1, 1, 1, 1] and _attr(first, "kernel_shape") == [3, 3]
+    assert support.attr(first, "pads") == [1, 1, 1, 1] and support.attr(first, "kernel_shape") == [3, 3]
 
 
 def test_paddleocr_learnable_rep_layers_repair_to_the_rep_form():
@@ -410,7 +392,7 @@ def test_repvgg_dw_block_becomes_one_depthwise_conv():
     repaired = _merged(model)
     assert ops(repaired) == {"Conv": 1, "Relu": 1}
     conv = next(n for n in repaired.graph.node if n.op_type == "Conv")
-    assert _attr(conv, "group") == 8 and _attr(conv, "pads") == [1, 1, 1, 1] and conv.output[0] == "s3"
+    assert support.attr(conv, "group") == 8 and support.attr(conv, "pads") == [1, 1, 1, 1] and conv.output[0] == "s3"
 
 
 def test_dense_repvgg_block_falls_out_of_the_same_code():
@@ -426,7 +408,7 @@ def test_depth_multiplier_and_stride_two_without_identity():
     nodes, init, inputs = _branches(k=7, multiplier=2, stride=(2, 2), identity=False, bn_after=False)
     repaired = _merged(_model(nodes, init, inputs=inputs))
     conv = next(n for n in repaired.graph.node if n.op_type == "Conv")
-    assert _attr(conv, "kernel_shape") == [7, 7] and _attr(conv, "strides") == [2, 2] and _attr(conv, "pads") == [3] * 4
+    assert support.attr(conv, "kernel_shape") == [7, 7] and support.attr(conv, "strides") == [2, 2] and support.attr(conv, "pads") == [3] * 4
 
 
 def test_sub_mul_and_layer_scale_of_repmixer():
