@@ -6,7 +6,6 @@ User mistakes raise SepfixError and print one line; anything else is a bug and s
 
 from __future__ import annotations
 
-
 import click
 
 from sepfix import __version__
