@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
+
+import sepfix
 from onnx import helper, numpy_helper
 
 from sepfix.testing import builders
@@ -143,3 +145,30 @@ def attr(node: onnx.NodeProto, name: str, default=None):
             return helper.get_attribute_value(a)
     return default
 
+
+def drop_unused(graph: onnx.GraphProto, dropped: set[str]) -> None:
+    """Remove the replaced constants no node reads any more (with the Constant/Identity nodes
+    that held them)."""
+    while True:
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        gone = [n for n in graph.node if n.op_type in ("Constant", "Identity") and n.output[0] in dropped
+                and n.output[0] not in read]
+        if not gone:
+            break
+        for node in gone:
+            dropped |= {i for i in node.input if i}
+            graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name not in dropped or t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def repaired(model: onnx.ModelProto, **options):
+    """sepfix.repair with its proof, which must pass with verdict PASSED, and idempotent."""
+    fixed, report = sepfix.repair(model, **options)
+    assert report.validation is not None and report.validation.passed, report.to_text()
+    assert report.verdict == "PASSED", report.to_text()
+    again, second = sepfix.repair(fixed, **options)
+    assert second.fixes == [] and again is fixed, "repairing the repaired model changes nothing"
+    return fixed, report

@@ -131,26 +131,8 @@ def _affine(model: onnx.ModelProto, style: str, nodes=None, seed: int = 0) -> on
         nodes.extend(after.get(id(node), []))
     del graph.node[:]
     graph.node.extend(nodes)
-    _drop_unused(graph, dropped)
+    support.drop_unused(graph, dropped)
     return out
-
-
-def _drop_unused(graph: onnx.GraphProto, dropped: set[str]) -> None:
-    """Remove the replaced constants no node reads any more (with the Constant/Identity nodes
-    that held them)."""
-    while True:
-        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        gone = [n for n in graph.node if n.op_type in ("Constant", "Identity") and n.output[0] in dropped
-                and n.output[0] not in read]
-        if not gone:
-            break
-        for node in gone:
-            dropped |= {i for i in node.input if i}
-            graph.node.remove(node)
-    read = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name not in dropped or t.name in read]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
 
 
 def detached_bias(model, nodes=None):

@@ -25,6 +25,7 @@ from sepfix import model_io
 from sepfix.checker import check_loaded
 from sepfix.rules import select_rules
 from sepfix.testing import builders
+from tests.rules import support
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real" / "tf"
 CODE = "SEP011"
@@ -78,15 +79,6 @@ def real(name: str) -> onnx.ModelProto:
     path = REAL / name
     assert path.is_file(), f"{path} is missing: the real tf2onnx outputs come from the real-tf branch"
     return onnx.load(path)
-
-
-def repaired(model: onnx.ModelProto, **options):
-    fixed, report = sepfix.repair(model, **options)
-    assert report.validation is not None and report.validation.passed, report.to_text()
-    assert report.verdict == "PASSED", report.to_text()
-    again, second = sepfix.repair(fixed, **options)
-    assert second.fixes == [] and again is fixed, "repairing the repaired model changes nothing"
-    return fixed, report
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -236,7 +228,7 @@ def test_direct_pad_is_advice_and_folds_back():
     assert len(found) == ops(mangled)["Pad"] and {f.severity for f in found} == {"info"}
     assert all(f.fixable for f in found)
     assert findings(mangled, advice=False) == [], "info: never fails a check"
-    fixed, report = repaired(mangled)
+    fixed, report = support.repaired(mangled)
     assert {f.code for f in report.fixes} == {CODE}
     assert ops(fixed) == ops(clean)
     for n in clean.graph.node:
@@ -253,7 +245,7 @@ def test_nhwc_pad_behind_a_transpose_is_a_warning():
     found = findings(mangled)
     assert found and {f.severity for f in found} == {"warning"}
     assert {f.details["through_transpose"] for f in found} == {True}
-    fixed, report = repaired(mangled)
+    fixed, report = support.repaired(mangled)
     # the Pad folds; the Transpose pair left around each conv cancels (SEP007): the clean graph is back
     assert {f.code for f in report.fixes} == {CODE, "SEP007"}
     assert ops(fixed) == ops(clean)
@@ -322,7 +314,7 @@ def test_every_pad_spelling(opset):
                             pads=(1, 1, 1, 1) if opset >= 18 else (0, 0, 1, 1, 0, 0, 1, 1))
     (finding,) = findings(model)
     assert finding.details["pads_begin"] == [1, 1] and finding.details["pads_end"] == [1, 1]
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     assert ops(fixed) == {"Conv": 1}
     assert attrs(node(fixed, "conv0"))["pads"] == [1, 1, 1, 1]
     assert_same(model, fixed, batch=2, atol=0)
@@ -330,14 +322,14 @@ def test_every_pad_spelling(opset):
 
 def test_pads_add_to_the_convs_own_and_stay_asymmetric():
     model = _pad_conv_model(pads=(0, 0, 0, 1, 0, 0, 2, 0), conv_pads=[1, 1, 1, 1])
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     assert attrs(node(fixed, "conv0"))["pads"] == [1, 2, 3, 1]
     assert_same(model, fixed, batch=3, atol=0)
 
 
 def test_valid_auto_pad_becomes_explicit_pads():
     model = _pad_conv_model(auto_pad="VALID")
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     conv = attrs(node(fixed, "conv0"))
     assert conv["pads"] == [1, 1, 1, 1] and conv["auto_pad"] in (b"NOTSET", "NOTSET")
     assert_same(model, fixed, atol=0)
@@ -347,7 +339,7 @@ def test_a_pad_read_by_two_convs_folds_into_both():
     model = _pad_conv_model(consumers=2)
     (finding,) = findings(model)
     assert finding.details["convs"] == ["conv0", "conv1"]
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     assert ops(fixed) == {"Conv": 2}
     assert_same(model, fixed, atol=0)
 
@@ -402,7 +394,7 @@ def test_k2_pad_dw_s2():
     before = blocks(model)
     assert before == [("pad_dw_s2/b0_dw/depthwise", "pad_dw_s2/b0_pw/Conv2D"),
                       ("pad_dw_s2/b1_dw/depthwise", "pad_dw_s2/b1_pw/Conv2D")]
-    fixed, report = repaired(model, select=[CODE])
+    fixed, report = support.repaired(model, select=[CODE])
     assert [f.code for f in report.fixes] == [CODE, CODE]
     assert len(model.graph.node) == 10 and len(fixed.graph.node) == 8 and ops(fixed)["Pad"] == 0
     assert attrs(node(fixed, "pad_dw_s2/b0_dw/depthwise"))["pads"] == [1, 1, 1, 1]
@@ -424,7 +416,7 @@ def test_k3_pad_dw_s2():
         (prefix + "b0_pad_1/Pad", "warning", [1, 1], [1, 1]),
         (prefix + "b1_pad_1/Pad", "info", [0, 0], [1, 1]),
     ]
-    fixed, _ = repaired(model, select=[CODE])
+    fixed, _ = support.repaired(model, select=[CODE])
     assert len(model.graph.node) == 14 and len(fixed.graph.node) == 12 and ops(fixed)["Pad"] == 0
     assert attrs(node(fixed, prefix + "b0_dw_1/depthwise"))["pads"] == [1, 1, 1, 1]
     assert attrs(node(fixed, prefix + "b1_dw_1/depthwise"))["pads"] == [0, 0, 1, 1]
@@ -455,7 +447,7 @@ def test_real_mobilenets(name):
     assert {f.details["through_transpose"] for f in found} == {through_transpose}
     assert {f.severity for f in found} == {"warning" if through_transpose else "info"}
     assert len(blocks(model)) == blocks_before
-    fixed, report = repaired(model, select=["SEP007", CODE])  # (their unfolded BN is SEP008's)
+    fixed, report = support.repaired(model, select=["SEP007", CODE])  # (their unfolded BN is SEP008's)
     assert Counter(f.code for f in report.fixes)[CODE] == len(pads)
     assert ops(fixed)["Pad"] == 0 and len(fixed.graph.node) < len(model.graph.node)
     assert len(blocks(fixed)) == blocks_after

@@ -26,6 +26,7 @@ from sepfix import model_io
 from sepfix.checker import check_loaded
 from sepfix.rules import select_rules
 from sepfix.testing import builders
+from tests.rules import support
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 CODE = "SEP012"
@@ -87,15 +88,6 @@ def real(relative: str) -> onnx.ModelProto:
     path = DATA / relative
     assert path.is_file(), f"{path} is missing"
     return onnx.load(path)
-
-
-def repaired(model: onnx.ModelProto, **options):
-    fixed, report = sepfix.repair(model, **options)
-    assert report.validation is not None and report.validation.passed, report.to_text()
-    assert report.verdict == "PASSED", report.to_text()
-    again, second = sepfix.repair(fixed, **options)
-    assert second.fixes == [] and again is fixed, "repairing the repaired model changes nothing"
-    return fixed, report
 
 
 def the_conv(model: onnx.ModelProto, group: int | None = None) -> onnx.NodeProto:
@@ -264,7 +256,7 @@ def test_folds_back_to_the_dilated_conv(layout, spatial, dilation):
     assert finding.node == "dw_conv"
     assert finding.details["block_size"] == dilation and finding.details["dilations"] == [dilation] * 2
     assert finding.details["pads"] == attrs(the_conv(clean))["pads"]
-    fixed, report = repaired(mangled)
+    fixed, report = support.repaired(mangled)
     assert [f.code for f in report.fixes] == [CODE]
     assert ops(fixed) == ops(clean)
     conv = attrs(node(fixed, "dw_conv"))
@@ -296,7 +288,7 @@ def test_dense_and_grouped_convs_with_a_dynamic_batch(group, kind):
     mangled = space_to_batch(clean)
     (finding,) = findings(mangled)
     assert finding.details["conv_kind"] == kind
-    fixed, _ = repaired(mangled)
+    fixed, _ = support.repaired(mangled)
     assert ops(fixed) == ops(clean)
     assert attrs(node(fixed, "conv"))["dilations"] == [2, 2]
     for batch in (1, 3):
@@ -321,7 +313,7 @@ def test_torch_export_with_a_dynamic_batch():
     assert clean.graph.input[0].type.tensor_type.shape.dim[0].dim_param
     mangled = space_to_batch(clean)
     assert len(findings(mangled)) == 1
-    fixed, _ = repaired(mangled)
+    fixed, _ = support.repaired(mangled)
     assert ops(fixed) == ops(clean)
     assert blocks(fixed) == blocks(clean) != []
     for batch in (1, 3):
@@ -336,7 +328,7 @@ def test_a_non_zero_pad_stays_in_front_of_the_dilated_conv():
     pad.input.append("one")
     (finding,) = findings(mangled)
     assert finding.details["pads"] == [0, 0, 0, 0]
-    fixed, _ = repaired(mangled)
+    fixed, _ = support.repaired(mangled)
     assert ops(fixed) == {"Pad": 1, "Conv": 1, "Relu": 1}
     assert_same(mangled, fixed)
 
@@ -456,7 +448,7 @@ def test_tflite_dilated_dw():
                                             "conv_kind")} == {
         "block_size": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2], "input_perm": [0, 3, 1, 2],
         "output_perm": [0, 1, 2, 3], "conv_kind": "depthwise"}
-    fixed, report = repaired(model, select=[CODE])  # (its BN left as Mul/Add is SEP008's)
+    fixed, report = support.repaired(model, select=[CODE])  # (its BN left as Mul/Add is SEP008's)
     assert [f.code for f in report.fixes] == [CODE]
     assert len(model.graph.node) == 14 and len(fixed.graph.node) == 7
     assert ops(fixed) == {"Transpose": 2, "Conv": 2, "Mul": 1, "Add": 1, "Clip": 1}
@@ -485,7 +477,7 @@ def test_tflite_atrous_dense():
     model = real("tf-dilation/tflite_atrous_dense.onnx")
     (finding,) = findings(model)
     assert finding.details["conv_kind"] == "dense" and finding.details["pads"] == [2, 2, 2, 2]
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     assert len(model.graph.node) == 11 and len(fixed.graph.node) == 4
     assert ops(fixed) == {"Transpose": 2, "Conv": 2}
     conv = the_conv(fixed, group=1)
@@ -503,7 +495,7 @@ def test_tflite_dw4_crop():
     assert {k: finding.details[k] for k in ("block_size", "dilations", "pads", "conv_kind")} == {
         "block_size": 4, "dilations": [4, 4], "pads": [4, 4, 4, 4], "conv_kind": "depthwise"}
     assert blocks(model) == []
-    fixed, _ = repaired(model)
+    fixed, _ = support.repaired(model)
     assert len(model.graph.node) == 11 and len(fixed.graph.node) == 4
     dw = the_conv(fixed, group=16)
     assert attrs(dw)["dilations"] == [4, 4] and attrs(dw)["pads"] == [4, 4, 4, 4]
