@@ -76,9 +76,9 @@ def restorable_blocks(path: str, result, settings: cfg.FileSettings) -> int | No
         from sepfix.patterns import find_blocks
         from sepfix.repairer import RepairOptions, repair_proto
 
-        model = model_io.load_full(path).model
-        repaired = repair_proto(model, RepairOptions(rules=cfg.filtered_rules(settings))).model
-        after = len(find_blocks(GraphIndex(model_io.from_proto(repaired)).inlined()))
+        loaded = model_io.load_for_check(path)
+        repaired = repair_proto(loaded.model, RepairOptions(rules=cfg.filtered_rules(settings)), loaded).model
+        after = len(find_blocks(GraphIndex(loaded.view(repaired)).inlined()))
     except (SepfixError, OSError):
         return None
     return max(0, after - len(result.blocks))
@@ -190,7 +190,7 @@ def repair_one(path: str, settings: cfg.FileSettings, request: RepairRequest, po
         return RepairOutcome(path, error=str(error))
     if portable:  # back from a worker: the report's text and figures, not its models
         report.original_model = report.repaired_model = None
-        report.stages, report.options = [], None
+        report.stages, report.options, report.weights = [], None, None
         report.remaining = _portable(report.remaining)
     return RepairOutcome(path, report)
 

@@ -390,7 +390,8 @@ class _Stages:
 
         key = id(model)
         if key not in self._indexes:
-            self._indexes[key] = GraphIndex(model_io.from_proto(model))
+            weights = getattr(self.report, "weights", None)  # the models keep weights in the input's files
+            self._indexes[key] = GraphIndex(weights.view(model) if weights is not None else model_io.from_proto(model))
         return self._indexes[key]
 
     def findings(self):

@@ -32,11 +32,16 @@ from sepfix.errors import SepfixError
 __all__ = [
     "DEFER_THRESHOLD",
     "MODEL_FILE_MARKER",
+    "DataSpan",
     "LoadedModel",
+    "WireReader",
+    "all_tensors",
     "from_proto",
     "initializers",
+    "len_field",
     "load_for_check",
     "load_full",
+    "varint_bytes",
 ]
 
 DEFER_THRESHOLD = 1024
@@ -115,7 +120,7 @@ def _error(name: str, problem: str) -> SepfixError:
 # Wire format
 
 
-class _WireReader:
+class WireReader:
     """Reads protobuf fields from buf[start:end] and checks every length against `end`.
 
     Only field headers are touched; a length-delimited value is returned as (start, end) so the
@@ -208,7 +213,7 @@ class _WireReader:
             raise self.corrupt(f"unexpected end-group at byte {self.pos}")
 
 
-def _varint_bytes(value: int) -> bytes:
+def varint_bytes(value: int) -> bytes:
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -220,11 +225,11 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint_bytes(number << 3 | _LEN) + _varint_bytes(len(payload)) + payload
+def len_field(number: int, payload: bytes) -> bytes:
+    return varint_bytes(number << 3 | _LEN) + varint_bytes(len(payload)) + payload
 
 
-def _check_wire_type(reader: _WireReader, known: dict, message: str, number: int, wire_type: int, at: int) -> None:
+def _check_wire_type(reader: WireReader, known: dict, message: str, number: int, wire_type: int, at: int) -> None:
     spec = known.get(number)
     if spec is not None and spec[1] != wire_type:
         raise _error(
@@ -241,8 +246,8 @@ class _Scanner:
         self.buf, self.size, self.name, self.threshold = buf, size, name, threshold
         self.deferred = 0
 
-    def reader(self, start: int, end: int, what: str) -> _WireReader:
-        return _WireReader(self.buf, start, end, self.name, self.size, what)
+    def reader(self, start: int, end: int, what: str) -> WireReader:
+        return WireReader(self.buf, start, end, self.name, self.size, what)
 
     def model(self) -> tuple[bytes, set[int]]:
         """The rewritten model and the set of top-level field numbers seen."""
@@ -255,7 +260,7 @@ class _Scanner:
             if number == _MODEL_GRAPH:
                 start, end = r.length_delimited()
                 out += self.buf[run:at]
-                out += _len_field(_MODEL_GRAPH, self.graph(start, end))
+                out += len_field(_MODEL_GRAPH, self.graph(start, end))
                 run = r.pos
             else:
                 r.skip(number, wire_type)
@@ -273,7 +278,7 @@ class _Scanner:
                 rewritten = self.tensor(t_start, t_end)
                 if rewritten is not None:
                     out += self.buf[run:at]
-                    out += _len_field(_GRAPH_INITIALIZER, rewritten)
+                    out += len_field(_GRAPH_INITIALIZER, rewritten)
                     run = r.pos
             else:
                 r.skip(number, wire_type)
@@ -304,14 +309,14 @@ class _Scanner:
             return None
         self.deferred += 1
         entries = b"".join(
-            _len_field(_TENSOR_EXTERNAL_DATA, _len_field(1, key.encode()) + _len_field(2, value.encode()))
+            len_field(_TENSOR_EXTERNAL_DATA, len_field(1, key.encode()) + len_field(2, value.encode()))
             for key, value in (
                 ("location", MODEL_FILE_MARKER),
                 ("offset", str(value_start)),
                 ("length", str(length)),
             )
         )
-        location = _varint_bytes(_TENSOR_DATA_LOCATION << 3 | _VARINT) + _varint_bytes(TensorProto.EXTERNAL)
+        location = varint_bytes(_TENSOR_DATA_LOCATION << 3 | _VARINT) + varint_bytes(TensorProto.EXTERNAL)
         return self.buf[start:at] + self.buf[value_end:end] + entries + location
 
 
@@ -439,7 +444,7 @@ def _is_absolute(location: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _External:
+class DataSpan:
     """Where a tensor's bytes are: `length` bytes at `offset` in `file`."""
 
     file: Path
@@ -467,18 +472,18 @@ def _external_entries(tensor: TensorProto, name: str) -> tuple[str, int | None, 
 
 
 def _resolve_external(tensor: TensorProto, base_dir: Path | None, name: str,
-                      files: dict[str, tuple[Path, int]] | None = None) -> _External:
+                      files: dict[str, tuple[Path, int]] | None = None) -> DataSpan:
     """Check a real external-data reference without reading it: inside the model's folder,
     present, and long enough. `files` caches each location's path and size: models keep
     thousands of tensors in one data file."""
     location, offset, length = _external_entries(tensor, name)
     if files is not None and location in files:
         target, size = files[location]
-        return _External(target, *_checked_span(offset, length, size, location, tensor, name))
+        return DataSpan(target, *_checked_span(offset, length, size, location, tensor, name))
     target, size = _locate(tensor, location, base_dir, name)
     if files is not None:
         files[location] = (target, size)
-    return _External(target, *_checked_span(offset, length, size, location, tensor, name))
+    return DataSpan(target, *_checked_span(offset, length, size, location, tensor, name))
 
 
 def _locate(tensor: TensorProto, location: str, base_dir: Path | None, name: str) -> tuple[Path, int]:
@@ -557,7 +562,7 @@ def initializers(graph: onnx.GraphProto) -> Iterator[TensorProto]:
         yield from body.initializer
 
 
-def _all_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
+def all_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     """Every tensor of the model, subgraphs, functions and training info included."""
     bodies = list(walk.bodies(model))
     for info in model.training_info:
@@ -574,7 +579,7 @@ def _is_model_file_ref(tensor: TensorProto) -> bool:
 
 def _validate_external(model: onnx.ModelProto, base_dir: Path | None, name: str) -> None:
     files: dict[str, tuple[Path, int]] = {}
-    for tensor in _all_tensors(model):
+    for tensor in all_tensors(model):
         if tensor.data_location == TensorProto.EXTERNAL and not _is_model_file_ref(tensor):
             _resolve_external(tensor, base_dir, name, files)
 
@@ -637,7 +642,18 @@ class LoadedModel:
         if self.base_dir is None and self.path is not None:
             self.base_dir = self.path.parent
 
-    def _location(self, tensor: TensorProto) -> _External | None:
+    def view(self, model: onnx.ModelProto) -> LoadedModel:
+        """A model made from this one (a rewrite of it): its weight references still point into
+        this model's files, so it reads them the same way."""
+        return LoadedModel(model, self.path, 0, self.base_dir, self._name, self.external_data, self._files)
+
+    @property
+    def keeps_external_data(self) -> bool:
+        """Whether the file keeps weights in external data files (not in the model file)."""
+        return any(t.data_location == TensorProto.EXTERNAL and not _is_model_file_ref(t)
+                   for t in all_tensors(self.model))
+
+    def location(self, tensor: TensorProto) -> DataSpan | None:
         """Where a tensor's bytes are on disk, or None when they are in the proto."""
         if tensor.data_location != TensorProto.EXTERNAL:
             return None
@@ -654,10 +670,10 @@ class LoadedModel:
             size = self._files[MODEL_FILE_MARKER]
             if offset + length > size:
                 raise _error(self._name, f"data of tensor {tensor.name!r} runs past the end of the model file")
-            return _External(self.path, offset, length)
+            return DataSpan(self.path, offset, length)
         return _resolve_external(tensor, self.base_dir, self._name, self._files)
 
-    def _read(self, where: _External, nbytes: int) -> np.ndarray:
+    def _read(self, where: DataSpan, nbytes: int) -> np.ndarray:
         """Read exactly `nbytes` bytes at where.offset, into a fresh uint8 array."""
         raw = np.empty(nbytes, dtype=np.uint8)
         view, done = memoryview(raw), 0
@@ -686,7 +702,7 @@ class LoadedModel:
 
     def tensor_array(self, tensor: TensorProto) -> np.ndarray:
         """The tensor's value, reading only its own bytes."""
-        where = self._location(tensor)
+        where = self.location(tensor)
         if where is None:
             return self._inline(tensor)
         dtype = _np_dtype(tensor, self._name)
@@ -700,6 +716,13 @@ class LoadedModel:
             )
         return _from_raw(self._read(where, needed), tensor, list(tensor.dims), dtype)
 
+    def tensor_bytes(self, tensor: TensorProto) -> bytes:
+        """The raw bytes of a tensor kept on disk, as they are in the file."""
+        where = self.location(tensor)
+        if where is None:
+            raise ValueError(f"tensor {tensor.name!r} keeps its data in the proto")
+        return self._read(where, where.length).tobytes()
+
     def check_data_size(self, tensor: TensorProto) -> None:
         """Refuse a tensor whose raw or external data does not fit its dims and type, without
         reading it (`load_for_check` asks for every initializer): rules trust those dims."""
@@ -709,7 +732,7 @@ class LoadedModel:
             if tensor.HasField("raw_data") or tensor.data_location == TensorProto.EXTERNAL:
                 raise _error(self._name, f"tensor {tensor.name!r} is of type STRING but has raw or external data")
             return
-        where = self._location(tensor)
+        where = self.location(tensor)
         if where is None and not tensor.HasField("raw_data"):
             return  # typed fields (float_data, ...): checked by numpy_helper when decoded
         dtype = _np_dtype(tensor, self._name)
@@ -727,7 +750,7 @@ class LoadedModel:
         """The first `count` elements (flat, C order); reads only those bytes from disk."""
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
-        where = self._location(tensor)
+        where = self.location(tensor)
         if where is None:
             return self._inline(tensor).reshape(-1)[:count]
         dtype = _np_dtype(tensor, self._name)
@@ -790,7 +813,7 @@ def referenced_data_files(path: str | os.PathLike) -> set[Path] | None:
         return None
     folder = loaded.base_dir.resolve()
     found = set()
-    for tensor in _all_tensors(loaded.model):
+    for tensor in all_tensors(loaded.model):
         if tensor.data_location != TensorProto.EXTERNAL or _is_model_file_ref(tensor):
             continue
         location = {e.key: e.value for e in tensor.external_data}.get("location", "")
@@ -843,7 +866,7 @@ def load_full(path: str | os.PathLike) -> LoadedModel:
         hint = "; a single protobuf file over 2 GiB cannot be loaded in full" if size >= 2**31 else ""
         raise _error(name, f"not a valid ONNX model (protobuf parse error: {exc}){hint}") from None
     _validate_external(model, lazy.base_dir, name)
-    external = any(t.data_location == TensorProto.EXTERNAL for t in _all_tensors(model))
+    external = any(t.data_location == TensorProto.EXTERNAL for t in all_tensors(model))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, os.fspath(lazy.base_dir))
     except Exception as exc:  # OSError, ValueError from onnx's own path checks

@@ -6,6 +6,10 @@ file is never damaged (a temporary file beside the output, fsync, atomic rename;
 replaced only with --in-place, and only after validation passed). External weights go to a new
 data file with a name no other file has, so no existing data file is ever appended to or
 overwritten (onnx issue 6655), and a crash at any point leaves the old model and its data intact.
+
+Near the cost of a copy: the rewrite works on the structure `model_io.load_for_check` reads,
+weights left in the input's files; the save copies the weights no fix touched from file to file
+(`model_save`); the proof gives onnxruntime files it can map, one session after the other.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from pathlib import Path
 
 import onnx
 
-from sepfix import model_io
+from sepfix import model_io, model_save
 from sepfix.atomic import atomic_path
 from sepfix.errors import SepfixError
 from sepfix.findings import Finding
 from sepfix.rewrite import AppliedFix, Rewrite, run_passes
 from sepfix.rules import Applicability, select_rules
 
-_EXTERNAL_THRESHOLD = 1024
+PROOF_MAPPED_ABOVE = 64 * 2**20
+"""Inline models larger than this (bytes) go to the proof in external-data form, so that
+onnxruntime maps their weights instead of parsing a second copy out of the protobuf."""
 _RULES = {rule.code: rule for rule in select_rules(advice=True)}
 
 
@@ -73,6 +79,8 @@ class RepairReport:
     repaired_model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
     stages: list = field(default_factory=list, repr=False, compare=False)  # see rewrite.Rewrite
     options: RepairOptions | None = field(default=None, repr=False, compare=False)
+    weights: model_io.LoadedModel | None = field(default=None, repr=False, compare=False)
+    """Reads the weights the models above keep in the input's files (`repair_file` only)."""
 
     @property
     def changed(self) -> bool:
@@ -189,11 +197,12 @@ def _validation_lines(validation) -> list[str]:
     return lines
 
 
-def repair_proto(model: onnx.ModelProto, options: RepairOptions) -> Rewrite:
-    """Rewrite in memory: the repaired model, the fixes, and the findings left after them."""
+def repair_proto(model: onnx.ModelProto, options: RepairOptions, weights: model_io.LoadedModel | None = None) -> Rewrite:
+    """Rewrite in memory: the repaired model, the fixes, and the findings left after them.
+    `weights` reads what `model` keeps in files (see `rewrite.fix_pass`)."""
     rules = options.rules if options.rules is not None else select_rules(options.select, options.ignore)
     applies = _safe_fix if options.safe_only else None
-    return run_passes(model, rules, keep_stages=options.keep_stages, applies=applies)
+    return run_passes(model, rules, keep_stages=options.keep_stages, applies=applies, weights=weights)
 
 
 def _safe_fix(finding: Finding) -> bool:
@@ -252,15 +261,14 @@ def repair_file(
     start = time.perf_counter()
     source = Path(path)
     target = _target(source, output, in_place, dry_run, force)
-    loaded = model_io.load_full(path)
-    original = loaded.model
-    external = loaded.external_data  # the loaded model holds its weights inline now
-    result = repair_proto(original, options)
-    repaired, fixes = result.model, result.fixes
+    original = model_io.load_for_check(path)  # the weights stay in the files
+    external = original.keeps_external_data
+    result = repair_proto(original.model, options, original)
+    repaired, fixes = original.view(result.model), result.fixes
     report = RepairReport(input=path, output=str(target) if target else None, fixes=fixes,
                           remaining=result.remaining, found=result.found, dry_run=dry_run, in_place=in_place,
-                          original_model=original, repaired_model=repaired, options=options,
-                          stages=result.stages)
+                          original_model=original.model, repaired_model=result.model, options=options,
+                          stages=result.stages, weights=original)
     if not fixes and report.left:
         report.message = "nothing sepfix can apply: nothing written"
         report.seconds = time.perf_counter() - start
@@ -276,8 +284,7 @@ def repair_file(
         return report
     if dry_run:
         if options.validate:
-            report.validation = _validate_via_files(source, original, repaired, Path(tempfile.mkdtemp()), options,
-                                                   external, cleanup_folder=True)
+            report.validation = _dry_run_proof(source, original, repaired, external, options)
         report.seconds = time.perf_counter() - start
         return report
     replaced_data = _data_files(target) if target.exists() else set()
@@ -339,14 +346,13 @@ def _target(source: Path, output: str | None, in_place: bool, dry_run: bool, for
     return target
 
 
-def _write_unchanged(source: Path, original: onnx.ModelProto, target: Path, external: bool) -> None:
+def _write_unchanged(source: Path, original: model_io.LoadedModel, target: Path, external: bool) -> None:
     """A faithful copy: the same bytes, or for external data the same model with fresh data."""
-    if not external:
-        with atomic_path(target) as temporary:
-            shutil.copyfile(source, temporary)
-        return
     with atomic_path(target) as temporary:
-        _save(original, temporary, target, external=True)
+        if external:
+            _save(original, temporary, target, external=True)
+        else:
+            shutil.copyfile(source, temporary)
 
 
 def _fresh_data_name(target: Path) -> str:
@@ -364,47 +370,31 @@ def _fresh_data_name(target: Path) -> str:
     raise SepfixError(f"cannot find a free data-file name beside {target}")
 
 
-def _save(model: onnx.ModelProto, temporary: Path, target: Path, external: bool) -> Path | None:
-    """Serialize to `temporary`; external weights go to a fresh file beside `target`.
+def _save(model: model_io.LoadedModel, temporary: Path, target: Path, external: bool) -> Path | None:
+    """Write to `temporary`; external weights go to a fresh file beside `target`.
     Returns the data file written, if any."""
-    model = _copy(model)
-    if not external and model_io.fits_in_protobuf(model):
-        temporary.write_bytes(model.SerializeToString())
+    if not external and model_save.fits_inline(model):
+        model_save.save_inline(model, temporary)
         return None
-    data_name = _fresh_data_name(target)
-    data = target.parent / data_name
+    data = target.parent / _fresh_data_name(target)
     try:
-        # Marked tensor by tensor: onnx's convert_model_to_external_data refuses a location that
-        # exists (relative to the working directory), and the name is reserved already.
-        for tensor in model_io.initializers(model.graph):
-            if tensor.HasField("raw_data") and len(tensor.raw_data) >= _EXTERNAL_THRESHOLD:
-                onnx.external_data_helper.set_external_data(tensor, data_name)
-        # onnx writes the data next to the model file it saves: that is `target`'s folder.
-        onnx.save_model(model, str(temporary))
-        with open(data, "rb+") as handle:
-            os.fsync(handle.fileno())
+        model_save.save_external(model, temporary, data)
     except BaseException:
         data.unlink(missing_ok=True)  # the name was reserved above: nothing else wrote it
         raise
     return data
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
-
-
-def _write_validated(source, original, repaired, target: Path, external: bool, options, backup: bool):
-    """Write to a temporary file beside `target`, validate that file, then move it into place."""
+def _write_validated(source: Path, original: model_io.LoadedModel, repaired: model_io.LoadedModel, target: Path,
+                     external: bool, options, backup: bool):
+    """Write to a temporary file beside `target`, prove that file, then move it into place."""
     validation = None
     data_file = None
     try:
         with atomic_path(target) as temporary:
             data_file = _save(repaired, temporary, target, external)
             if options.validate:
-                validation = _validate(source if external else original,
-                                       temporary if (external or data_file) else repaired, options)
+                validation = _prove(source, original, temporary, data_file is not None, options)
                 if not validation.passed:
                     raise _Refused()
             if backup:
@@ -422,16 +412,32 @@ def _write_validated(source, original, repaired, target: Path, external: bool, o
     return validation, True
 
 
-def _validate_via_files(source, original, repaired, folder: Path, options, external: bool, cleanup_folder: bool):
-    try:
-        if not external:
-            return _validate(original, repaired, options)
-        temporary = folder / "repaired.onnx"
-        _save(repaired, temporary, temporary, external=True)
-        return _validate(source, temporary, options)
-    finally:
-        if cleanup_folder:
-            shutil.rmtree(folder, ignore_errors=True)
+def _prove(source: Path, original: model_io.LoadedModel, candidate: Path, candidate_external: bool, options):
+    """Prove the written candidate against the input, both as files onnxruntime can map: an
+    inline file over PROOF_MAPPED_ABOVE goes as an external-data view of itself (the candidate,
+    beside it) or as a temporary external-data copy (the input: its folder is not ours)."""
+    with contextlib.ExitStack() as cleanup:
+        original_path, candidate_path = source, candidate
+        if not original.keeps_external_data and source.stat().st_size > PROOF_MAPPED_ABOVE:
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=".sepfix-proof-",
+                                                                            dir=candidate.parent)))
+            original_path = folder / "original.onnx"
+            (folder / "original.onnx.data").touch()
+            model_save.save_external(original, original_path, folder / "original.onnx.data", durable=False)
+        if not candidate_external and candidate.stat().st_size > PROOF_MAPPED_ABOVE:
+            candidate_path = candidate.with_name(candidate.name + ".view.onnx")
+            cleanup.callback(candidate_path.unlink, missing_ok=True)
+            model_save.external_view(candidate, candidate_path)
+        return _validate(original_path, candidate_path, options)
+
+
+def _dry_run_proof(source: Path, original: model_io.LoadedModel, repaired: model_io.LoadedModel, external: bool,
+                   options):
+    """The proof of a dry run: the candidate is written to a temporary folder, proven, removed."""
+    with tempfile.TemporaryDirectory(prefix="sepfix-dry-run-") as folder:
+        candidate = Path(folder) / "repaired.onnx"
+        data_file = _save(repaired, candidate, candidate, external)
+        return _prove(source, original, candidate, data_file is not None, options)
 
 
 def _backup(source: Path) -> None:

@@ -140,14 +140,20 @@ def _labels(match: Match, located: dict) -> dict[int, str]:
     return labels
 
 
+def _view(model: onnx.ModelProto, weights: model_io.LoadedModel | None) -> GraphIndex:
+    return GraphIndex(weights.view(model) if weights is not None else model_io.from_proto(model))
+
+
 def fix_pass(model: onnx.ModelProto, rules: list[Rule], pass_number: int = 1,
-             applies=None) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
+             applies=None, weights: model_io.LoadedModel | None = None) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
     """Match on `model` and rewrite every fixable finding that does not overlap another.
 
     `applies(finding)` may hold fixes back (a repair without the proof applies safe ones only).
+    `weights` reads the weights `model` keeps in files (the model `load_for_check` made, or a
+    rewrite of it); graphsurgeon carries such references through untouched, never reading them.
     Returns the new model, the fixes, and every finding matched on `model` (when no fix
     applied, those are what is left: nobody needs to match on that model again)."""
-    index = GraphIndex(model_io.from_proto(model))
+    index = _view(model, weights)
     detected = run_rules(index, rules)
     findings = [f for f in detected if f.fixable and (applies is None or applies(f))]
     if not findings:
@@ -282,13 +288,15 @@ class Rewrite:
     found: list[Finding] = field(default_factory=list)  # what the first pass matched on the input
 
 
-def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = False, applies=None) -> Rewrite:
-    """Fix passes until none applies; the model is unchanged (same object) if none did."""
+def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = False, applies=None,
+               weights: model_io.LoadedModel | None = None) -> Rewrite:
+    """Fix passes until none applies; the model is unchanged (same object) if none did.
+    `weights`: see `fix_pass`."""
     applied: list[AppliedFix] = []
     stages = [model] if keep_stages else []
     found: list[Finding] = []
     for number in range(1, MAX_PASSES + 1):
-        model, fixes, detected = fix_pass(model, rules, number, applies)
+        model, fixes, detected = fix_pass(model, rules, number, applies, weights)
         if number == 1:
             found = detected
         if not fixes:
@@ -296,7 +304,7 @@ def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = Fa
         applied.extend(fixes)
         if keep_stages:
             stages.append(model)
-    return Rewrite(model, applied, run_rules(GraphIndex(model_io.from_proto(model)), rules), stages, found)
+    return Rewrite(model, applied, run_rules(_view(model, weights), rules), stages, found)
 
 
 def rewrite(model: onnx.ModelProto, rules: list[Rule]) -> tuple[onnx.ModelProto, list[AppliedFix]]:

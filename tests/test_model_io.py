@@ -221,7 +221,7 @@ def test_unknown_fields_survive(tmp_path):
     data = conv_model().SerializeToString()
     # an unknown top-level varint field 99, length-delimited field 98 and group 30
     group = b"\xf3\x01\x08\x05\xf4\x01"
-    extra = model_io._varint_bytes(99 << 3) + model_io._varint_bytes(12345) + model_io._len_field(98, b"xyz") + group
+    extra = model_io.varint_bytes(99 << 3) + model_io.varint_bytes(12345) + model_io.len_field(98, b"xyz") + group
     path = tmp_path / "m.onnx"
     path.write_bytes(extra + data + extra)
     loaded = load_for_check(path)

@@ -735,6 +735,18 @@ def session_options():
     return options
 
 
+def proof_session_options():
+    """Options for the proof's sessions: onnxruntime's basic graph optimizations only. The
+    extended and layout ones (the default) add nothing to a comparison, yet on a 2 GB model they
+    copy every conv weight into blocked layouts (6 s and 0.7 GiB a session, measured with
+    scripts/bench_scale.py) where basic ones leave the weights mapped from the file."""
+    from sepfix.runtime import onnxruntime
+
+    options = session_options()
+    options.graph_optimization_level = onnxruntime().GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return options
+
+
 def _run_options():
     from sepfix.runtime import onnxruntime
 
@@ -818,7 +830,7 @@ def _open_session(source: _ModelSource, providers: Sequence[str], provider_optio
     kwargs = {"providers": list(providers)}
     if provider_options is not None:
         kwargs["provider_options"] = list(provider_options)
-    return ort.InferenceSession(source.ort_source(), session_options(), **kwargs)
+    return ort.InferenceSession(source.ort_source(), proof_session_options(), **kwargs)
 
 
 def _run_session(session, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
