@@ -110,13 +110,15 @@ def test_repair_in_place_over_a_folder_reports_per_file(folder, capsys):
 def test_repair_exit_code_is_the_worst_over_models(folder, capsys):
     (folder / "broken.onnx").write_bytes(b"\x08\x07garbage")
     shutil.copy(SAMPLES / "sep005_split_depthwise.onnx", folder / "sep005.onnx")  # refused at rtol=atol=0
+    shutil.copy(SAMPLES / "sep004_runtime_weights_transpose.onnx", folder / "sep004.onnx")  # bit-exact
     code, out, err = run(["repair", "--in-place", "--rtol", "0", "--atol", "0", folder], capsys)
     assert code == 2 and "broken.onnx" in err
     assert f"FAILED: {folder / 'sep005.onnx'}: 2 fixes; validation refused it: nothing written" in out
-    assert out.strip().splitlines()[-1].startswith("FAILED: 5 models:")
-    # sep005 and sub/sep008 (a folded affine moves the last bits) are refused at rtol=atol=0
-    assert "2 refused by validation" in out and "1 unreadable" in out
-    assert sepfix.check(str(folder / "sep001.onnx")) == []  # the others were repaired
+    assert out.strip().splitlines()[-1].startswith("FAILED: 6 models:")
+    # Refused at rtol=atol=0: sep005 (merged convs), sub/sep008 (a folded affine) and sep001 (a
+    # dense and a depthwise kernel sum in different orders): each moves the last bits.
+    assert "3 refused by validation" in out and "1 unreadable" in out
+    assert sepfix.check(str(folder / "sep004.onnx")) == []  # the others were repaired
     (folder / "broken.onnx").unlink()
     code, _, _ = run(["repair", "--in-place", "--rtol", "0", "--atol", "0", folder], capsys)
     assert code == 1

@@ -19,6 +19,7 @@ from sepfix.validate.numeric import (
     DEFAULT_RTOL,
     compare_arrays,
     compare_models,
+    proof_session_options,
     load_npz_inputs,
     make_feeds,
     numpy_conv,
@@ -46,7 +47,9 @@ def _perturbed(model: onnx.ModelProto, name: str, delta: float) -> onnx.ModelPro
 
 
 def _ort_run(model: onnx.ModelProto, feed: dict) -> list[np.ndarray]:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    """A run as the proof makes it (the same session options)."""
+    session = ort.InferenceSession(model.SerializeToString(), proof_session_options(),
+                                   providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
     return session.run(None, {k: v for k, v in feed.items() if k in names})
 

@@ -416,6 +416,7 @@ def run_validate(
                 reference if reference is not None else model_path, model_path,
                 rtol=use_rtol, atol=use_atol, shapes=shapes, seed=seed, user_inputs=user_inputs,
                 providers=outcome.active, original_providers=[CPU], candidate_session=session,
+                deployment_optimizations=True,
             )
             if not report.numeric.passed:
                 runs = report.numeric.message.startswith("onnxruntime could not run the candidate")

@@ -822,15 +822,11 @@ class _ModelSource:
             self._tempdir = None
 
 
-def _open_session(source: _ModelSource, providers: Sequence[str], provider_options=None):
+def _open_session(source: _ModelSource, providers: Sequence[str], options):
     from sepfix.runtime import onnxruntime
 
     ort = onnxruntime("running a model")
-
-    kwargs = {"providers": list(providers)}
-    if provider_options is not None:
-        kwargs["provider_options"] = list(provider_options)
-    return ort.InferenceSession(source.ort_source(), proof_session_options(), **kwargs)
+    return ort.InferenceSession(source.ort_source(), options, providers=list(providers))
 
 
 def _run_session(session, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -872,12 +868,15 @@ def compare_models(
     original_providers: Sequence[str] | None = None,
     candidate_session: Any = None,
     count: int = 2,
+    deployment_optimizations: bool = False,
 ) -> Validation:
     """Run both models on the same inputs and compare every output of the original.
 
     ``providers`` run the candidate, ``original_providers`` (default: the same) the original.
     ``candidate_session`` is an already open onnxruntime session for the candidate (used by
-    ``sepfix validate``, which opens it itself to observe provider fallback). Problems with the
+    ``sepfix validate``, which opens it itself to observe provider fallback). Sessions this
+    opens use basic graph optimizations (`proof_session_options`), or with
+    ``deployment_optimizations`` onnxruntime's default ones, as that session has. Problems with the
     request (bad shapes or inputs, unreadable files) raise SepfixError; a model that does not
     run gives ``passed=False`` and says why in ``message``.
     """
@@ -885,15 +884,16 @@ def compare_models(
     orig = _ModelSource(original, "original")
     cand = _ModelSource(candidate, "candidate")
     try:
+        options = session_options if deployment_optimizations else proof_session_options
         return _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, list(providers),
-                        original_providers, candidate_session, count)
+                        original_providers, candidate_session, count, options)
     finally:
         orig.close()
         cand.close()
 
 
 def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, original_providers,
-             candidate_session, count) -> Validation:
+             candidate_session, count, options) -> Validation:
     plans = size_plans(orig.structure, shapes)
     feeds = make_feeds(orig.structure, shapes, seed=seed, count=count, user_inputs=user_inputs, plan=plans[0])
     result = Validation(False, _PROOF_ORT, providers[0] if providers else "", rtol, atol, len(feeds))
@@ -910,7 +910,7 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
     session = None
     original_runner = ""
     try:
-        session = _open_session(orig, original_providers)
+        session = _open_session(orig, original_providers, options())
         original_runner = result.original_runner = session.get_providers()[0]
     except _invalid_model_errors() as exc:
         fallback_reason = _first_line(exc)
@@ -953,7 +953,7 @@ def _compare(orig, cand, rtol, atol, shapes, seed, user_inputs, providers, origi
 
     # The candidate: always onnxruntime.
     try:
-        session = candidate_session or _open_session(cand, providers)
+        session = candidate_session or _open_session(cand, providers, options())
         result.provider = session.get_providers()[0]
         candidate_runs = _run_session(session, feeds)
     except ort_errors() as exc:
