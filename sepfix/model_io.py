@@ -631,9 +631,6 @@ class LoadedModel:
     bytes_read: int = 0
     base_dir: Path | None = None
     _name: str = field(default="<in-memory model>", repr=False, compare=False)
-    external_data: bool = False
-    """`load_full` only: the file kept weights in external data files (now read into the model),
-    so a rewrite should too."""
     _files: dict = field(default_factory=dict, repr=False, compare=False)
     """Each external data file's resolved path and size, and the model file's size: looked up
     once, not once per tensor (models keep thousands of tensors in one file)."""
@@ -645,7 +642,7 @@ class LoadedModel:
     def view(self, model: onnx.ModelProto) -> LoadedModel:
         """A model made from this one (a rewrite of it): its weight references still point into
         this model's files, so it reads them the same way."""
-        return LoadedModel(model, self.path, 0, self.base_dir, self._name, self.external_data, self._files)
+        return LoadedModel(model, self.path, 0, self.base_dir, self._name, self._files)
 
     @property
     def keeps_external_data(self) -> bool:
@@ -852,8 +849,9 @@ def _scan(path: str | os.PathLike, defer_threshold: int) -> LoadedModel:
 
 
 def load_full(path: str | os.PathLike) -> LoadedModel:
-    """`onnx.load` with all external data, for repair; bad input gives the same one-line
-    errors as `load_for_check` (which runs first: it is cheap and diagnoses precisely)."""
+    """`onnx.load` with all external data, where a whole model must be in memory (the Python
+    API's `sepfix.repair`, onnx's reference evaluator); bad input gives the same one-line errors
+    as `load_for_check` (which runs first: it is cheap and diagnoses precisely)."""
     lazy = load_for_check(path)
     name, file = lazy._name, lazy.path
     assert file is not None and lazy.base_dir is not None
@@ -866,12 +864,11 @@ def load_full(path: str | os.PathLike) -> LoadedModel:
         hint = "; a single protobuf file over 2 GiB cannot be loaded in full" if size >= 2**31 else ""
         raise _error(name, f"not a valid ONNX model (protobuf parse error: {exc}){hint}") from None
     _validate_external(model, lazy.base_dir, name)
-    external = any(t.data_location == TensorProto.EXTERNAL for t in all_tensors(model))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, os.fspath(lazy.base_dir))
     except Exception as exc:  # OSError, ValueError from onnx's own path checks
         raise _error(name, f"cannot load external data ({type(exc).__name__}: {exc})") from None
-    return LoadedModel(model, file, 0, lazy.base_dir, name, external_data=external)
+    return LoadedModel(model, file, 0, lazy.base_dir, name)
 
 
 def from_proto(model: onnx.ModelProto, base_dir: Path | None = None) -> LoadedModel:
