@@ -1,13 +1,15 @@
 """How `sepfix check` and `sepfix repair` scale with the weights and with the node count,
 side by side with `onnx.load` and `onnx.load` + `onnx.save` in the same run.
 
-    python scripts/bench_scale.py [--weights-mb 250,1000,2200] [--nodes 200,1000,4000,8000]
-                                  [--repeat 3] [--workdir DIR] [--markdown FILE]
+    python scripts/bench_scale.py [--weights-mb 250,1000,2200] [--inline-mb 1000]
+                                  [--nodes 200,1000,4000,8000] [--repeat 3] [--workdir DIR]
+                                  [--markdown FILE]
 
 Weight scaling: the model of `scripts/big_model_roundtrip.py` (two 1024-channel depthwise 3x3
 convs stored dense, SEP001, around 4096-channel pointwise convs) with external data, as many
-pointwise layers as reach each size. Node scaling: inline models of small depthwise-separable
-blocks (16 channels; Conv, Relu, Conv, Relu), every eighth depthwise conv stored dense.
+pointwise layers as reach each size, and the same inline (one protobuf) for --inline-mb. Node
+scaling: inline models of small depthwise-separable blocks (16 channels; Conv, Relu, Conv,
+Relu), every eighth depthwise conv stored dense.
 
 Every command runs in a fresh process under GNU time (wall seconds, peak RSS), from a warm page
 cache, median of --repeat runs (peak: the largest). The floors: for check, `onnx.load(M,
@@ -41,6 +43,15 @@ def weight_model(folder: Path, megabytes: int) -> Path:
     layers = max(0, round((megabytes * 10**6 - base) / (4 * WIDE * WIDE)))
     folder.mkdir(parents=True, exist_ok=True)
     return big_model_roundtrip.build(folder, wide_channels=WIDE, wide_layers=layers)
+
+
+def inline_weight_model(folder: Path, megabytes: int) -> Path:
+    """The weight-scaling model of that size with its weights inline (one protobuf, < 2 GB)."""
+    source = weight_model(folder / "external", megabytes)
+    path = folder / "model.onnx"
+    onnx.save(onnx.load(str(source)), str(path))
+    shutil.rmtree(folder / "external")
+    return path
 
 
 def node_model(folder: Path, nodes: int, channels: int = 16) -> Path:
@@ -130,17 +141,18 @@ def row(label: str, model: Path, result: dict) -> str:
     gib = 2**30
     return (f"| {label} | {size / 1e6:,.0f} MB | {nodes:,} | {ct:.2f} s, {cm / gib:.2f} GiB | {lt:.2f} s, "
             f"{lm / gib:.2f} GiB | {ct / lt:.2f}x | {rt:.2f} s, {rm / gib:.2f} GiB | {st:.2f} s, {sm / gib:.2f} GiB | "
-            f"{rt / st:.2f}x | {rm / size:.2f}x |")
+            f"{rt / st:.2f}x | {f'{rm / size:.2f}x' if size >= 64 * 2**20 else '-'} |")
 
 
 HEADER = ("| model | weights | nodes | sepfix check | onnx.load (structure) | check / load | sepfix repair -o "
-          "| onnx.load + onnx.save | repair / load+save | repair peak / weights |\n"
+          "| onnx.load + onnx.save | repair / load+save | repair peak / weights (from 64 MB) |\n"
           "|---|---:|---:|---|---|---:|---|---|---:|---:|")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights-mb", default="250,1000,2200", help="comma-separated sizes ('' for none)")
+    parser.add_argument("--inline-mb", default="1000", help="sizes of inline models, under 2000 ('' for none)")
     parser.add_argument("--nodes", default="200,1000,4000,8000", help="comma-separated node counts ('' for none)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="where the models go (default: a temporary folder)")
@@ -152,6 +164,8 @@ def main(argv=None) -> int:
     try:
         plans = [(f"external data, {mb} MB", work / f"weights-{mb}", lambda f, mb=int(mb): weight_model(f, mb))
                  for mb in filter(None, args.weights_mb.split(","))]
+        plans += [(f"inline, {mb} MB", work / f"inline-{mb}", lambda f, mb=int(mb): inline_weight_model(f, mb))
+                  for mb in filter(None, args.inline_mb.split(","))]
         plans += [(f"inline, {n} nodes", work / f"nodes-{n}", lambda f, n=int(n): node_model(f, n))
                   for n in filter(None, args.nodes.split(","))]
         for label, folder, make in plans:

@@ -71,14 +71,9 @@ def restorable_blocks(path: str, result, settings: cfg.FileSettings) -> int | No
     try:
         if _size_with_data(path) > RESTORABLE_LIMIT:
             return None
-        from sepfix import model_io
-        from sepfix.graph import GraphIndex
-        from sepfix.patterns import find_blocks
-        from sepfix.repairer import RepairOptions, repair_proto
+        from sepfix.repairer import blocks_after_repair
 
-        loaded = model_io.load_for_check(path)
-        repaired = repair_proto(loaded.model, RepairOptions(rules=cfg.filtered_rules(settings)), loaded).model
-        after = len(find_blocks(GraphIndex(loaded.view(repaired)).inlined()))
+        after = blocks_after_repair(path, cfg.filtered_rules(settings))
     except (SepfixError, OSError):
         return None
     return max(0, after - len(result.blocks))

@@ -313,9 +313,10 @@ def _check_model(model_path: Path, blocks: list) -> dict:
     }
     if result["fixable"]:
         try:
-            repaired, _ = sepfix.repair(str(model_path), validate=False, unsafe_fixes=True)
-            after = len(model_blocks(model_io.from_proto(repaired, base_dir=model_path.parent)))
-            result["restorable_blocks"] = max(after - len(blocks), 0)
+            from sepfix.repairer import blocks_after_repair
+            from sepfix.rules import select_rules
+
+            result["restorable_blocks"] = max(blocks_after_repair(model_path, select_rules()) - len(blocks), 0)
         except Exception:  # counting is a courtesy; the findings stand without it
             pass
     return result
