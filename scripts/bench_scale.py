@@ -144,6 +144,49 @@ def row(label: str, model: Path, result: dict) -> str:
             f"{rt / st:.2f}x | {f'{rm / size:.2f}x' if size >= 64 * 2**20 else '-'} |")
 
 
+def phases(model: Path) -> str:
+    """Where one repair's time goes, in this process: a line per phase (seconds, calls)."""
+    import functools
+
+    from sepfix import model_io, repairer
+    from sepfix.validate import numeric
+
+    spent: dict[str, list] = {}
+
+    def timed(owner, name: str, label: str) -> None:
+        function = getattr(owner, name)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                entry = spent.setdefault(label, [0.0, 0])
+                entry[0] += time.perf_counter() - start
+                entry[1] += 1
+
+        setattr(owner, name, wrapper)
+
+    for owner, name, label in [(model_io, "load_for_check", "read the structure (scan)"),
+                               (repairer, "run_passes", "match and rewrite (all passes)"),
+                               (repairer, "_save", "save (copy untouched weights, fsync data)"),
+                               (numeric, "_open_session", "proof: open onnxruntime sessions"),
+                               (numeric, "_run_session", "proof: run them")]:
+        timed(owner, name, label)
+    out = model.parent / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    start = time.perf_counter()
+    report = repairer.repair_file(str(model), str(out / "repaired.onnx"))
+    total = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    lines = [f"{model}: {report.verdict}, {total:.2f} s in all"]
+    lines += [f"  {label}: {seconds:.2f} s ({calls} call{'s' if calls != 1 else ''})"
+              for label, (seconds, calls) in spent.items()]
+    return "\n".join(lines)
+
+
 HEADER = ("| model | weights | nodes | sepfix check | onnx.load (structure) | check / load | sepfix repair -o "
           "| onnx.load + onnx.save | repair / load+save | repair peak / weights (from 64 MB) |\n"
           "|---|---:|---:|---|---|---:|---|---|---:|---:|")
@@ -157,7 +200,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="where the models go (default: a temporary folder)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--phases", type=Path, default=None, metavar="MODEL",
+                        help="instead: where one repair of MODEL spends its time, phase by phase")
     args = parser.parse_args(argv)
+    if args.phases:
+        print(phases(args.phases))
+        return 0
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sepfix-scale-"))
     lines = [HEADER]
     print(HEADER, flush=True)
