@@ -350,6 +350,8 @@ def _target(source: Path, output: str | None, in_place: bool, dry_run: bool, for
     target = Path(output)
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise SepfixError(f"-o {output} is the input file: use --in-place to replace it")
+    if target.exists() and source.exists() and target.resolve() in _data_files(source):
+        raise SepfixError(f"-o {output} is a data file the input reads its weights from: choose another name")
     if target.is_dir():
         raise SepfixError(f"-o {output} is a directory")
     if (target.exists() or target.is_symlink()) and not force:

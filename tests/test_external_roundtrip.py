@@ -162,6 +162,16 @@ def test_two_repairs_to_one_out_at_once(model, tmp_path):
         assert proc.wait() == 0, proc.stderr.read().decode()
     (data,) = _data_files(target)
     info = onnx.load(str(target), load_external_data=False)
-    lengths = sum(int(e.value) for t in info.graph.initializer for e in t.external_data if e.key == "length")
-    assert (tmp_path / data).stat().st_size == lengths  # one writer, nothing appended after it
+    ends = [int(e["offset"]) + int(e["length"]) for e in (
+        {x.key: x.value for x in t.external_data} for t in info.graph.initializer if t.external_data)]
+    assert (tmp_path / data).stat().st_size == max(ends)  # one writer, nothing appended after it
     assert_same_outputs(model, target)
+
+
+def test_out_that_is_the_input_s_data_file_is_refused(model):
+    """With --force too: replacing the data file would leave the input without its weights."""
+    before = _digest(model.parent / DATA)
+    result = _sepfix("repair", str(model), "-o", str(model.parent / DATA), "--force")
+    assert result.returncode == 2 and "is a data file the input reads its weights from" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _digest(model.parent / DATA) == before
