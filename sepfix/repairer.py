@@ -210,12 +210,10 @@ def blocks_after_repair(path: str | os.PathLike, rules: list) -> int:
     """How many canonical depthwise-separable blocks the model at `path` holds once every fix
     of `rules` is applied: the fix passes in memory, weights left in the files, nothing proven
     or written (what `check` and `validate` say `repair` would restore)."""
-    from sepfix.graph import GraphIndex
     from sepfix.patterns import find_blocks
 
     loaded = model_io.load_for_check(path)
-    repaired = repair_proto(loaded.model, RepairOptions(rules=rules), loaded).model
-    return len(find_blocks(GraphIndex(loaded.view(repaired)).inlined()))
+    return len(find_blocks(repair_proto(loaded.model, RepairOptions(rules=rules), loaded).view.inlined()))
 
 
 def _safe_fix(finding: Finding) -> bool:

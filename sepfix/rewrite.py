@@ -145,19 +145,21 @@ def _view(model: onnx.ModelProto, weights: model_io.LoadedModel | None) -> Graph
 
 
 def fix_pass(model: onnx.ModelProto, rules: list[Rule], pass_number: int = 1,
-             applies=None, weights: model_io.LoadedModel | None = None) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding]]:
+             applies=None, weights: model_io.LoadedModel | None = None,
+             ) -> tuple[onnx.ModelProto, list[AppliedFix], list[Finding], GraphIndex]:
     """Match on `model` and rewrite every fixable finding that does not overlap another.
 
     `applies(finding)` may hold fixes back (a repair without the proof applies safe ones only).
     `weights` reads the weights `model` keeps in files (the model `load_for_check` made, or a
     rewrite of it); graphsurgeon carries such references through untouched, never reading them.
-    Returns the new model, the fixes, and every finding matched on `model` (when no fix
-    applied, those are what is left: nobody needs to match on that model again)."""
+    Returns the new model, the fixes, every finding matched on `model` (when no fix applied,
+    those are what is left: nobody needs to match on that model again), and the view of `model`
+    they were matched on."""
     index = _view(model, weights)
     detected = run_rules(index, rules)
     findings = [f for f in detected if f.fixable and (applies is None or applies(f))]
     if not findings:
-        return model, [], detected
+        return model, [], detected, index
     empty = _empty_list_attribute(model)
     if empty:
         raise SepfixError(f"{empty} with no values: sepfix cannot rewrite such a model (graphsurgeon would "
@@ -197,7 +199,7 @@ def fix_pass(model: onnx.ModelProto, rules: list[Rule], pass_number: int = 1,
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
     repaired = gs.export_onnx(root, do_type_check=False)
     restore(model, repaired, tags, removed_inputs, placeholders)
-    return repaired, applied, detected
+    return repaired, applied, detected, index
 
 
 _LIST_TYPES = (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS, onnx.AttributeProto.STRINGS,
@@ -284,6 +286,7 @@ class Rewrite:
     model: onnx.ModelProto
     fixes: list[AppliedFix]
     remaining: list[Finding]
+    view: GraphIndex  # of the final model: what `remaining` was matched on
     stages: list[onnx.ModelProto] = field(default_factory=list)
     found: list[Finding] = field(default_factory=list)  # what the first pass matched on the input
 
@@ -296,15 +299,16 @@ def run_passes(model: onnx.ModelProto, rules: list[Rule], keep_stages: bool = Fa
     stages = [model] if keep_stages else []
     found: list[Finding] = []
     for number in range(1, MAX_PASSES + 1):
-        model, fixes, detected = fix_pass(model, rules, number, applies, weights)
+        model, fixes, detected, view = fix_pass(model, rules, number, applies, weights)
         if number == 1:
             found = detected
         if not fixes:
-            return Rewrite(model, applied, detected, stages, found)
+            return Rewrite(model, applied, detected, view, stages, found)
         applied.extend(fixes)
         if keep_stages:
             stages.append(model)
-    return Rewrite(model, applied, run_rules(_view(model, weights), rules), stages, found)
+    view = _view(model, weights)
+    return Rewrite(model, applied, run_rules(view, rules), view, stages, found)
 
 
 def rewrite(model: onnx.ModelProto, rules: list[Rule]) -> tuple[onnx.ModelProto, list[AppliedFix]]:
