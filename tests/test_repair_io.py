@@ -117,3 +117,35 @@ def test_dry_run_proves_in_a_temporary_folder(tmp_path, proofs):
     assert report.validation.passed and not report.written
     assert sorted(p.name for p in source.parent.iterdir()) == ["model.onnx"]
     assert not proofs[0][1].parent.exists()  # the temporary folder is gone
+
+
+def _limited(limit: int):
+    """In the child: files may not grow past `limit` bytes (EFBIG instead of SIGXFSZ), as on a
+    full disk."""
+    def apply():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external"])
+def test_a_write_that_runs_out_of_space_leaves_nothing(tmp_path, external):
+    import os
+    import subprocess
+    import sys
+
+    source = _write(tmp_path / "in", external)
+    before = {p.name: p.read_bytes() for p in source.parent.iterdir()}
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-m", "sepfix", "repair", str(source), "-o", str(out / "fixed.onnx")],
+                          capture_output=True, text=True, preexec_fn=_limited(200_000), check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot write" in done.stderr and "File too large" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert list(out.iterdir()) == []  # no partial model, no data file
+    assert {p.name: p.read_bytes() for p in source.parent.iterdir()} == before
