@@ -40,6 +40,15 @@ def run_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = None
     return session.run(None, feeds)
 
 
+def run_sepfix(args, capsys) -> tuple[int, str, str]:
+    """`sepfix ARGS` in this process: (exit code, stdout, stderr); paths may be Path objects."""
+    from sepfix.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def assert_same_outputs(a: onnx.ModelProto, b: onnx.ModelProto, rtol=1e-4, atol=1e-5, seed=0) -> None:
     for left, right in zip(run_model(a, seed=seed), run_model(b, seed=seed)):
         np.testing.assert_allclose(left, right, rtol=rtol, atol=atol)

@@ -11,9 +11,9 @@ import jsonschema
 import onnx
 import pytest
 
-from sepfix.cli import main
 from sepfix.rules import all_rules
 from sepfix.testing import builders
+from tests.conftest import run_sepfix as run
 from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 from tests.sarif_schema import sarif_schema
 
@@ -28,12 +28,6 @@ def models(tmp_path):
     dense = tmp_path / "dense.onnx"
     onnx.save(dense_depthwise(builders.mobilenet_like()), dense)
     return clean, dense
-
-
-def run(args, capsys):
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_exit_codes(models, capsys, tmp_path):

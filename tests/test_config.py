@@ -13,19 +13,13 @@ import pytest
 
 import sepfix
 from sepfix import config as cfg
-from sepfix.cli import main
 from sepfix.errors import SepfixError
 from sepfix.testing import builders
+from tests.conftest import run_sepfix as run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 SEP001 = SAMPLES / "sep001_dense_depthwise.onnx"  # findings at block0_dw_conv and block1_dw_conv
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def check_json(args, capsys):

@@ -13,9 +13,9 @@ import onnx
 import pytest
 
 from sepfix import html_report
-from sepfix.cli import main
 from sepfix.repairer import repair
 from sepfix.testing import builders
+from tests.conftest import run_sepfix as run
 from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 from tests.rules.test_sep005_split_depthwise import split_depthwise
 from tests.rules.test_sep006_matmul_pointwise import matmul_pointwise
@@ -30,12 +30,6 @@ needs_chromium = pytest.mark.skipif(
 )
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def several_fixes_model() -> onnx.ModelProto:

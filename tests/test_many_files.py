@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 import sepfix
-from sepfix.cli import main
+from tests.conftest import run_sepfix as run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import onnx
 import pytest
 
 import sepfix
-from sepfix.cli import main
 from sepfix.repairer import repair
 from sepfix.testing import builders
 from tests.conftest import run_model
+from tests.conftest import run_sepfix as run
 from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 from tests.rules.test_sep006_matmul_pointwise import matmul_pointwise
 from tests.rules.test_sep008_detached_bias import detached_bias
@@ -26,12 +26,6 @@ SAMPLES = ROOT / "sample_models"
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

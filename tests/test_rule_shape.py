@@ -11,10 +11,10 @@ import onnx
 import pytest
 
 import sepfix
-from sepfix.cli import main
 from sepfix.rewrite import RULE_TAG
 from sepfix.rules import Applicability, find_rule
 from sepfix.testing import builders
+from tests.conftest import run_sepfix as run
 from tests.rules import rule_code, rule_test_modules
 from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 from tests.rules.test_sep002_group_mismatch import group_attribute
@@ -22,12 +22,6 @@ from tests.rules.test_sep005_split_depthwise import split_depthwise
 from tests.rules.test_sep008_detached_bias import learnable_affine
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- fix safety: --no-validate applies safe fixes only --------------------------------------------

@@ -15,19 +15,13 @@ import onnx
 import pytest
 
 from sepfix import batch, hooks
-from sepfix.cli import main
 from sepfix.testing import builders
 from sepfix.validate.numeric import OutputComparison, Validation
+from tests.conftest import run_sepfix as run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 SEP001 = SAMPLES / "sep001_dense_depthwise.onnx"
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

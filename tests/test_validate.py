@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from sepfix import cli
-from sepfix.cli import main
+from sepfix import cli, model_io
 from sepfix.testing import builders
 from sepfix.validate import providers
 from sepfix.validate.bench import latency
 from sepfix.validate.command import model_blocks, run_validate, validate_command
-from sepfix import model_io
+from tests.conftest import SHARED, require_shared
+from tests.conftest import run_sepfix as run
 from tests.rules.test_sep001_dense_depthwise import dense_depthwise
 from tests.rules.test_sep002_group_mismatch import group_attribute
-
-from tests.conftest import SHARED, require_shared
 
 MOBILENET_QAT = SHARED / "fixtures" / "trt-layer-info" / "mobilenet.qat.onnx.engine.graph.json"
 
@@ -46,12 +43,6 @@ def clean(tmp_path):
     path = tmp_path / "clean.onnx"
     onnx.save(builders.mobilenet_like(), path)
     return path
-
-
-def run(args, capsys):
-    code = main(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(args, capsys):
