@@ -13,6 +13,9 @@ import onnx
 import sepfix
 from onnx import helper, numpy_helper
 
+from sepfix import model_io
+from sepfix.checker import check_loaded
+from sepfix.rules import select_rules
 from sepfix.testing import builders
 from tests.conftest import run_model
 
@@ -65,6 +68,12 @@ def ops(model: onnx.ModelProto) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
+def blocks(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(depthwise, pointwise) node names of the depthwise-separable blocks `check` reports."""
+    result = check_loaded(model_io.from_proto(model), select_rules(advice=True), advice=True)
+    return [(b.to_dict()["depthwise"], b.to_dict()["pointwise"]) for b in result.blocks]
+
+
 def convs_by_kind(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """Names of depthwise and pointwise convs, judged independently of the code under test."""
     weights = initializers(model)
@@ -89,6 +98,18 @@ def run(model: onnx.ModelProto, extra_outputs: list[str] = (), seed: int = 0) ->
         exposed.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in extra_outputs)
         model = exposed
     return run_model(model, seed=seed, batch=2, size=16)
+
+
+def assert_same_on_batch(a: onnx.ModelProto, b: onnx.ModelProto, batch: int = 1, atol: float = 1e-5) -> float:
+    """Outputs equal on two seeded input sets (every symbolic dimension `batch`); returns the
+    largest difference seen."""
+    worst = 0.0
+    for seed in (0, 1):
+        left, right = (run_model(m, seed=seed, batch=batch, size=batch) for m in (a, b))
+        for x, y in zip(left, right, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol)
+            worst = max(worst, float(np.max(np.abs(x - y))) if x.size else 0.0)
+    return worst
 
 
 def assert_same_function(expected: onnx.ModelProto, actual: onnx.ModelProto, rtol=RTOL, atol=ATOL) -> None:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from sepfix.testing import builders
 from sepfix.testing.mangle import TO_NCHW as _TO_NCHW, TO_NHWC as _TO_NHWC, Editor, is_block_conv
 from tests.rules import support
+from tests.rules.support import ops
 from tests.conftest import run_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,6 @@ def layout_sandwich(model: onnx.ModelProto, nodes: Sequence[str] | None = None) 
         after = _nhwc_round_trip(editor, base, node.output[0], conv_output, "after")
         replacements[conv.index] = [*before, node, *after]
     return editor.rebuild(replacements)
-
 
 
 NHWC_OPS = frozenset({"Relu", "Clip", "Add", "Mul", "Sigmoid", "HardSwish"})
@@ -152,10 +152,6 @@ SAMPLES = {"sep007_layout_sandwich": _sample_layout_sandwich}
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def ops(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)
 
 
 def sep007(model) -> list:

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sepfix
-from sepfix import model_io
-from sepfix.checker import check_loaded
-from sepfix.rules import select_rules
+from sepfix.names import NameSource
 from sepfix.testing import builders
 from tests.rules import support
+from tests.rules.support import assert_same_on_batch, attrs, blocks, node, ops
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real" / "tf"
 CODE = "SEP011"
@@ -34,45 +32,8 @@ CODE = "SEP011"
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def run(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> list[np.ndarray]:
-    """onnxruntime CPU outputs on seeded inputs; symbolic dims (the batch) take `batch`."""
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    feeds = {v.name: rng.standard_normal([d if isinstance(d, int) and d > 0 else batch for d in v.shape])
-             .astype(np.float32) for v in session.get_inputs()}
-    return session.run(None, feeds)
-
-
-def assert_same(a: onnx.ModelProto, b: onnx.ModelProto, batch: int = 1, atol: float = 1e-5) -> float:
-    worst = 0.0
-    for seed in (0, 1):
-        for x, y in zip(run(a, batch, seed), run(b, batch, seed), strict=True):
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol)
-            worst = max(worst, float(np.max(np.abs(x - y))) if x.size else 0.0)
-    return worst
-
-
-def ops(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)
-
-
-def attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def node(model: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    (found,) = [n for n in model.graph.node if n.name == name]
-    return found
-
-
 def findings(model, advice: bool = True, code: str = CODE):
     return [f for f in sepfix.check(model, advice=advice) if f.code == code]
-
-
-def blocks(model: onnx.ModelProto) -> list[tuple[str, str]]:
-    """(depthwise, pointwise) node names of the depthwise-separable blocks `check` reports."""
-    result = check_loaded(model_io.from_proto(model), select_rules(advice=True), advice=True)
-    return [(b.to_dict()["depthwise"], b.to_dict()["pointwise"]) for b in result.blocks]
 
 
 def real(name: str) -> onnx.ModelProto:
@@ -98,15 +59,7 @@ def explicit_pad(model: onnx.ModelProto, layout: str = "nchw") -> onnx.ModelProt
     mangled.CopyFrom(model)
     graph = mangled.graph
     opset = _opset(mangled)
-    names = {n.name for n in graph.node} | {t.name for t in graph.initializer} | {
-        o for n in graph.node for o in n.output} | {v.name for v in graph.input}
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in names:
-            name, i = f"{base}_{i}", i + 1
-        names.add(name)
-        return name
+    fresh = NameSource.for_model(mangled)
 
     nodes = []
     changed = 0
@@ -210,7 +163,7 @@ def test_explicit_pad_keeps_the_function():
         padded = [n for n in clean.graph.node if n.op_type == "Conv" and any(attrs(n).get("pads", []))]
         assert ops(mangled)["Pad"] == len(padded)
         assert all(not any(attrs(n)["pads"]) for n in mangled.graph.node if n.op_type == "Conv")
-        assert_same(clean, mangled)
+        assert_same_on_batch(clean, mangled)
 
 
 def test_explicit_pad_needs_a_padded_conv():
@@ -234,7 +187,7 @@ def test_direct_pad_is_advice_and_folds_back():
     for n in clean.graph.node:
         if n.op_type == "Conv":
             assert attrs(node(fixed, n.name))["pads"] == attrs(n)["pads"]
-    assert_same(clean, fixed, atol=0)
+    assert_same_on_batch(clean, fixed, atol=0)
     assert blocks(fixed) == blocks(clean)
     assert findings(fixed) == []
 
@@ -249,7 +202,7 @@ def test_nhwc_pad_behind_a_transpose_is_a_warning():
     # the Pad folds; the Transpose pair left around each conv cancels (SEP007): the clean graph is back
     assert {f.code for f in report.fixes} == {CODE, "SEP007"}
     assert ops(fixed) == ops(clean)
-    assert_same(clean, fixed, atol=0)
+    assert_same_on_batch(clean, fixed, atol=0)
     assert blocks(fixed) == blocks(clean)
 
 
@@ -317,14 +270,14 @@ def test_every_pad_spelling(opset):
     fixed, _ = support.repaired(model)
     assert ops(fixed) == {"Conv": 1}
     assert attrs(node(fixed, "conv0"))["pads"] == [1, 1, 1, 1]
-    assert_same(model, fixed, batch=2, atol=0)
+    assert_same_on_batch(model, fixed, batch=2, atol=0)
 
 
 def test_pads_add_to_the_convs_own_and_stay_asymmetric():
     model = _pad_conv_model(pads=(0, 0, 0, 1, 0, 0, 2, 0), conv_pads=[1, 1, 1, 1])
     fixed, _ = support.repaired(model)
     assert attrs(node(fixed, "conv0"))["pads"] == [1, 2, 3, 1]
-    assert_same(model, fixed, batch=3, atol=0)
+    assert_same_on_batch(model, fixed, batch=3, atol=0)
 
 
 def test_valid_auto_pad_becomes_explicit_pads():
@@ -332,7 +285,7 @@ def test_valid_auto_pad_becomes_explicit_pads():
     fixed, _ = support.repaired(model)
     conv = attrs(node(fixed, "conv0"))
     assert conv["pads"] == [1, 1, 1, 1] and conv["auto_pad"] in (b"NOTSET", "NOTSET")
-    assert_same(model, fixed, atol=0)
+    assert_same_on_batch(model, fixed, atol=0)
 
 
 def test_a_pad_read_by_two_convs_folds_into_both():
@@ -341,7 +294,7 @@ def test_a_pad_read_by_two_convs_folds_into_both():
     assert finding.details["convs"] == ["conv0", "conv1"]
     fixed, _ = support.repaired(model)
     assert ops(fixed) == {"Conv": 2}
-    assert_same(model, fixed, atol=0)
+    assert_same_on_batch(model, fixed, atol=0)
 
 
 @pytest.mark.parametrize("case, kwargs", [
@@ -402,7 +355,7 @@ def test_k2_pad_dw_s2():
     layout = node(fixed, "pad_dw_s2/b0_dw/depthwise__7")
     assert layout.op_type == "Transpose" and list(layout.input) == ["input"], "the Transpose reads the graph input"
     assert blocks(fixed) == before
-    assert assert_same(model, fixed, batch=3, atol=0) == 0.0  # dynamic batch
+    assert assert_same_on_batch(model, fixed, batch=3, atol=0) == 0.0  # dynamic batch
     assert sepfix.check(fixed, advice=True) == []
 
 
@@ -420,7 +373,7 @@ def test_k3_pad_dw_s2():
     assert len(model.graph.node) == 14 and len(fixed.graph.node) == 12 and ops(fixed)["Pad"] == 0
     assert attrs(node(fixed, prefix + "b0_dw_1/depthwise"))["pads"] == [1, 1, 1, 1]
     assert attrs(node(fixed, prefix + "b1_dw_1/depthwise"))["pads"] == [0, 0, 1, 1]
-    assert assert_same(model, fixed, batch=2, atol=0) == 0.0
+    assert assert_same_on_batch(model, fixed, batch=2, atol=0) == 0.0
     assert findings(fixed) == []
 
 
@@ -451,7 +404,7 @@ def test_real_mobilenets(name):
     assert Counter(f.code for f in report.fixes)[CODE] == len(pads)
     assert ops(fixed)["Pad"] == 0 and len(fixed.graph.node) < len(model.graph.node)
     assert len(blocks(fixed)) == blocks_after
-    assert_same(model, fixed, atol=0)
+    assert_same_on_batch(model, fixed, atol=0)
     assert findings(fixed) == []
 
 

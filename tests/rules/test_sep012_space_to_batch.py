@@ -12,21 +12,18 @@ dilated Conv: tf2onnx's own rewriter fuses the pair there.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sepfix
-from sepfix import model_io
-from sepfix.checker import check_loaded
-from sepfix.rules import select_rules
+from sepfix.names import NameSource
 from sepfix.testing import builders
 from tests.rules import support
+from tests.rules.support import assert_same_on_batch, attrs, blocks, consumers, node, ops
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 CODE = "SEP012"
@@ -36,52 +33,12 @@ INT32_MAX = 2**31 - 1
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def run(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> list[np.ndarray]:
-    """onnxruntime CPU outputs on seeded inputs; symbolic dims (the batch) take `batch`."""
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    feeds = {v.name: rng.standard_normal([d if isinstance(d, int) and d > 0 else batch for d in v.shape])
-             .astype(np.float32) for v in session.get_inputs()}
-    return session.run(None, feeds)
-
-
-def assert_same(a: onnx.ModelProto, b: onnx.ModelProto, batch: int = 1, atol: float = 1e-5) -> float:
-    worst = 0.0
-    for seed in (0, 1):
-        for x, y in zip(run(a, batch, seed), run(b, batch, seed), strict=True):
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol)
-            worst = max(worst, float(np.max(np.abs(x - y))))
-    return worst
-
-
-def ops(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)
-
-
-def attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def node(model: onnx.ModelProto, name: str) -> onnx.NodeProto:
-    (found,) = [n for n in model.graph.node if n.name == name]
-    return found
-
-
 def producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if tensor in n.output), None)
 
 
-def consumers(model: onnx.ModelProto, tensor: str) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if tensor in n.input]
-
-
 def findings(model, advice: bool = True):
     return [f for f in sepfix.check(model, advice=advice) if f.code == CODE]
-
-
-def blocks(model: onnx.ModelProto) -> list[tuple[str, str]]:
-    result = check_loaded(model_io.from_proto(model), select_rules(advice=True), advice=True)
-    return [(b.to_dict()["depthwise"], b.to_dict()["pointwise"]) for b in result.blocks]
 
 
 def real(relative: str) -> onnx.ModelProto:
@@ -125,15 +82,7 @@ def space_to_batch(model: onnx.ModelProto, layout: str = "nhwc") -> onnx.ModelPr
     mangled.CopyFrom(model)
     graph = mangled.graph
     dims = _spatial_dims(model)
-    names = {n.name for n in graph.node} | {t.name for t in graph.initializer} | {
-        o for n in graph.node for o in n.output} | {v.name for v in graph.input}
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in names:
-            name, i = f"{base}_{i}", i + 1
-        names.add(name)
-        return name
+    fresh = NameSource.for_model(mangled)
 
     def constant(base: str, values) -> str:
         name = fresh(base)
@@ -234,7 +183,7 @@ def test_space_to_batch_keeps_the_function(layout, spatial, dilation):
     onnx.checker.check_model(mangled, full_check=True)
     assert ops(mangled)["SpaceToDepth"] == ops(mangled)["DepthToSpace"] == 1
     assert attrs(the_conv(mangled))["dilations"] == [1, 1]
-    assert_same(clean, mangled)
+    assert_same_on_batch(clean, mangled)
 
 
 def test_space_to_batch_needs_a_dilated_conv():
@@ -262,7 +211,7 @@ def test_folds_back_to_the_dilated_conv(layout, spatial, dilation):
     conv = attrs(node(fixed, "dw_conv"))
     assert conv["dilations"] == [dilation] * 2 and conv["pads"] == attrs(the_conv(clean))["pads"]
     assert blocks(fixed) == blocks(clean) == [("dw_conv", "pw_conv")]
-    assert_same(clean, fixed)
+    assert_same_on_batch(clean, fixed)
     assert sepfix.check(fixed, advice=True) == []
 
 
@@ -292,7 +241,7 @@ def test_dense_and_grouped_convs_with_a_dynamic_batch(group, kind):
     assert ops(fixed) == ops(clean)
     assert attrs(node(fixed, "conv"))["dilations"] == [2, 2]
     for batch in (1, 3):
-        assert_same(clean, fixed, batch=batch)
+        assert_same_on_batch(clean, fixed, batch=batch)
 
 
 def test_torch_export_with_a_dynamic_batch():
@@ -317,7 +266,7 @@ def test_torch_export_with_a_dynamic_batch():
     assert ops(fixed) == ops(clean)
     assert blocks(fixed) == blocks(clean) != []
     for batch in (1, 3):
-        assert_same(clean, fixed, batch=batch)
+        assert_same_on_batch(clean, fixed, batch=batch)
 
 
 def test_a_non_zero_pad_stays_in_front_of_the_dilated_conv():
@@ -330,7 +279,7 @@ def test_a_non_zero_pad_stays_in_front_of_the_dilated_conv():
     assert finding.details["pads"] == [0, 0, 0, 0]
     fixed, _ = support.repaired(mangled)
     assert ops(fixed) == {"Pad": 1, "Conv": 1, "Relu": 1}
-    assert_same(mangled, fixed)
+    assert_same_on_batch(mangled, fixed)
 
 
 def _edit(model: onnx.ModelProto, op: str, **changes) -> onnx.ModelProto:
@@ -460,12 +409,12 @@ def test_tflite_dilated_dw():
     assert list(layout.input) == ["serving_default_input:0"], "one layout Transpose, at the graph input"
     assert [n.op_type for n in consumers(fixed, conv.output[0])] == ["Mul"], "BN's Mul/Add follow (SEP008's)"
     for batch in (1, 3):  # the batch is dynamic
-        assert_same(model, fixed, batch=batch)
+        assert_same_on_batch(model, fixed, batch=batch)
     # the SavedModel export of the same Keras model is the dilated conv tf2onnx fused itself
     direct = real("tf/k3_dilated_dw.onnx")
     (k3_conv,) = [n for n in direct.graph.node if n.op_type == "Conv" and attrs(n)["group"] == 16]
     assert {k: attrs(k3_conv)[k] for k in ("dilations", "pads")} == {"dilations": [2, 2], "pads": [2, 2, 2, 2]}
-    assert assert_same(direct, fixed, batch=2) == 0.0
+    assert assert_same_on_batch(direct, fixed, batch=2) == 0.0
     assert findings(direct) == []
     # left: the BN as Mul/Add after the dilated conv, which ONNX Runtime folds (SEP008, info)
     assert [f.code for f in sepfix.check(fixed, advice=True)] == ["SEP008"]
@@ -483,7 +432,7 @@ def test_tflite_atrous_dense():
     conv = the_conv(fixed, group=1)
     assert attrs(conv)["dilations"] == [2, 2] and attrs(conv)["pads"] == [2, 2, 2, 2]
     for batch in (1, 2):
-        assert_same(model, fixed, batch=batch)
+        assert_same_on_batch(model, fixed, batch=batch)
 
 
 def test_tflite_dw4_crop():
@@ -501,7 +450,7 @@ def test_tflite_dw4_crop():
     assert attrs(dw)["dilations"] == [4, 4] and attrs(dw)["pads"] == [4, 4, 4, 4]
     assert blocks(fixed) == [(dw.name, "StatefulPartitionedCall_1:0")]
     for batch in (1, 3):
-        assert_same(model, fixed, batch=batch)
+        assert_same_on_batch(model, fixed, batch=batch)
 
 
 def test_tflite_reshape_variant_is_not_recognised():

@@ -21,10 +21,12 @@ from onnx import TensorProto, helper, numpy_helper
 import sepfix
 from sepfix import model_io
 from sepfix.checker import check_loaded
+from sepfix.names import NameSource
 from sepfix.rules import select_rules
 from sepfix.testing import builders
 from tests.conftest import run_model
 from tests.rules import support
+from tests.rules.support import ops
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "tests" / "data" / "real"
@@ -47,15 +49,7 @@ def multi_branch(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     graph = out.graph
     rng = np.random.default_rng(seed)
     values = support.constants(graph)
-    used = {n.name for n in graph.node} | {t.name for t in graph.initializer} | \
-        {o for n in graph.node for o in n.output} | {v.name for v in graph.input}
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in used:
-            name, i = f"{base}_{i}", i + 1
-        used.add(name)
-        return name
+    fresh = NameSource.for_model(out)
 
     def constant(base: str, value: np.ndarray) -> str:
         name = fresh(base)
@@ -145,10 +139,6 @@ SAMPLES = {"sep013_multi_branch": _sample}
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def ops(model: onnx.ModelProto) -> Counter:
-    return Counter(n.op_type for n in model.graph.node)
 
 
 def grouped_convs(model: onnx.ModelProto) -> int:
