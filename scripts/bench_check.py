@@ -61,18 +61,18 @@ def build_model(size_mb: int, channels: int = 1024, seed: int = 0) -> onnx.Model
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
-def measure(command: list[str]) -> tuple[float, int]:
+def measure(command: list[str], cwd: Path | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one fresh process, as GNU time reports them.
 
     (wait4's ru_maxrss would also count the memory this script held when it forked.)
     """
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         start = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], cwd=cwd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
         seconds = time.perf_counter() - start
         if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(command)} exited {done.returncode}")
+            raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
         peak_kb = int(report.read().strip().splitlines()[-1])
     return seconds, peak_kb * 1024
 
@@ -95,8 +95,11 @@ def median_of(command: list[str], repeat: int) -> tuple[float, int]:
 
 
 def drop_page_cache_hint(path: Path) -> None:
-    """Read the files once so every command starts from a warm page cache (fair to both)."""
+    """Read the files beside `path` once, so every command starts from a warm page cache (fair
+    to both)."""
     for file in path.parent.iterdir():
+        if not file.is_file():
+            continue
         with open(file, "rb") as handle:
             while handle.read(64 * 1024 * 1024):
                 pass

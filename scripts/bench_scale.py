@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import big_model_roundtrip
 import numpy as np
 import onnx
+from bench_check import drop_page_cache_hint, measure
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,28 +84,6 @@ def node_model(folder: Path, nodes: int, channels: int = 16) -> Path:
     return path
 
 
-def measure(command: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one fresh process, as GNU time reports them."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        start = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], cwd=cwd,
-                              capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - start
-        if done.returncode not in (0, 1):
-            raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
-        peak_kb = int(report.read().strip().splitlines()[-1])
-    return seconds, peak_kb * 1024
-
-
-def warm(folder: Path) -> None:
-    """Read the model's files once, so every command starts from a warm page cache."""
-    for file in folder.iterdir():
-        if file.is_file():
-            with open(file, "rb") as handle:
-                while handle.read(64 * 2**20):
-                    pass
-
-
 def weights_of(model: Path) -> int:
     return sum(f.stat().st_size for f in model.parent.iterdir() if f.is_file())
 
@@ -128,7 +106,7 @@ def bench(model: Path, repeat: int) -> dict:
         for name, command in commands.items():  # interleaved, so drift hits all alike
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-            warm(model.parent)
+            drop_page_cache_hint(model)
             runs[name].append(measure(command, model.parent))
     shutil.rmtree(out, ignore_errors=True)
     return {name: (statistics.median(r[0] for r in got), max(r[1] for r in got)) for name, got in runs.items()}

@@ -20,21 +20,17 @@ from pathlib import Path
 import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sepfix import model_io  # noqa: E402
 
 
 def content(path: Path) -> onnx.ModelProto:
     """The model with every weight inline; external-data loading marks tensors DEFAULT explicitly."""
     model = onnx.load(str(path))
-    stack = [model.graph, *model.functions]
-    while stack:
-        body = stack.pop()
-        for tensor in getattr(body, "initializer", []):
-            if tensor.data_location == onnx.TensorProto.DEFAULT:
-                tensor.ClearField("data_location")
-        for node in body.node:
-            for attribute in node.attribute:
-                stack.extend([attribute.g] if attribute.HasField("g") else [])
-                stack.extend(attribute.graphs)
+    for tensor in model_io.all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.DEFAULT:
+            tensor.ClearField("data_location")
     return model
 
 

@@ -3,6 +3,11 @@ copies the others file to file, and proves files onnxruntime can map (issue 11).
 
 from __future__ import annotations
 
+import os
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +128,6 @@ def _limited(limit: int):
     """In the child: files may not grow past `limit` bytes (EFBIG instead of SIGXFSZ), as on a
     full disk."""
     def apply():
-        import resource
-        import signal
-
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return apply
@@ -133,10 +135,6 @@ def _limited(limit: int):
 
 @pytest.mark.parametrize("external", [False, True], ids=["inline", "external"])
 def test_a_write_that_runs_out_of_space_leaves_nothing(tmp_path, external):
-    import os
-    import subprocess
-    import sys
-
     source = _write(tmp_path / "in", external)
     before = {p.name: p.read_bytes() for p in source.parent.iterdir()}
     out = tmp_path / "out"
